@@ -1,0 +1,65 @@
+"""Exact cross-attention probabilities for selected text tokens.
+
+Given the exact query and key tensors of a Wan cross-attention call, compute the true softmax over all 512 text
+keys (padding included: Wan does not mask it) in float32, but keep only what is asked for: per word the sum of
+its tokens' probabilities, and the mass on the real prompt tokens. Queries are processed in blocks so memory stays
+bounded at any video size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+QUERY_BLOCK = 8192
+
+
+def word_matrix(words: dict[str, list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token indices used by any word, and a (tokens, words) 0/1 matrix that sums tokens into words."""
+    tokens = sorted({i for idx in words.values() for i in idx})
+    pos = {t: j for j, t in enumerate(tokens)}
+    matrix = torch.zeros(len(tokens), len(words), device=device)
+    for w, idx in enumerate(words.values()):
+        for i in idx:
+            matrix[pos[i], w] = 1.0
+    return torch.tensor(tokens, dtype=torch.long, device=device), matrix
+
+
+def word_probabilities(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    token_index: torch.Tensor,
+    token_to_word: torch.Tensor,
+    prompt_tokens: int,
+    scale: float,
+    value: torch.Tensor | None = None,
+    out_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Word maps, prompt mass and (optionally) value norms for one sample.
+
+    query [S, H, D], key/value [L, H, D] (after Wan's RMSNorm), token_index [T], token_to_word [T, W],
+    out_weight [C, H*D] (the output projection). Returns maps [H, W, S], prompt_mass [H, S] and, when ``value``
+    is given, ‖Σ_t p_t v_t W_o,h‖ per head, word and query [H, W, S] — each word's contribution to the output.
+    """
+    s, h, _ = query.shape
+    n_words = token_to_word.shape[1]
+    key32 = key.float().permute(1, 2, 0)  # [H, D, L]
+    maps = query.new_empty((h, n_words, s), dtype=torch.float32)
+    mass = query.new_empty((h, s), dtype=torch.float32)
+    vnorm = None
+    if value is not None:
+        vnorm = query.new_empty((h, n_words, s), dtype=torch.float32)
+        v_sel = value[token_index].float().transpose(0, 1)  # [H, T, D]
+        w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
+    for start in range(0, s, QUERY_BLOCK):
+        block = slice(start, start + QUERY_BLOCK)
+        q = query[block].float().transpose(0, 1)  # [H, s, D]
+        logits = torch.bmm(q, key32) * scale  # [H, s, L]
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+        selected = torch.exp(logits[..., token_index] - lse)  # [H, s, T]
+        maps[:, :, block] = (selected @ token_to_word).transpose(1, 2)
+        mass[:, block] = torch.exp(logits[..., :prompt_tokens] - lse).sum(-1)
+        if vnorm is not None:
+            for w in range(n_words):
+                contrib = torch.bmm(selected * token_to_word[:, w], v_sel)  # [H, s, D]
+                vnorm[:, w, block] = torch.linalg.vector_norm(torch.bmm(contrib, w_o), dim=-1)
+    return maps, mass, vnorm

@@ -1,0 +1,61 @@
+"""What a trace keeps: which heads, layers and steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import SelectionError
+
+Selection = Literal["all"] | list[int]
+
+
+def _check(name: str, value, allow_mean: bool = False) -> str | list[int]:
+    if value == "all" or (allow_mean and value == "mean"):
+        return value
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, (list, tuple, range)) and all(isinstance(v, int) and v >= 0 for v in value):
+        return sorted(set(value))
+    choices = '"all", "mean" or' if allow_mean else '"all" or'
+    raise SelectionError(f"{name}={value!r} is not valid; use {choices} a list of non-negative indices")
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """A validated selection; ``heads="mean"`` averages heads in place (one ``head`` coordinate, "mean")."""
+
+    heads: str | list[int] = "all"
+    layers: str | list[int] = "all"
+    steps: str | list[int] = "all"
+    value_norm: bool = False
+
+    @classmethod
+    def make(cls, heads="all", layers="all", steps="all", value_norm: bool = False) -> CaptureSpec:
+        return cls(_check("heads", heads, allow_mean=True), _check("layers", layers), _check("steps", steps),
+                   bool(value_norm))
+
+    def layer_list(self, n_layers: int) -> list[int]:
+        if self.layers == "all":
+            return list(range(n_layers))
+        bad = [layer for layer in self.layers if layer >= n_layers]
+        if bad:
+            raise SelectionError(f"layers {bad} do not exist; the model has layers 0-{n_layers - 1}")
+        return list(self.layers)
+
+    def head_list(self, n_heads: int) -> list[int | str]:
+        if self.heads == "all":
+            return list(range(n_heads))
+        if self.heads == "mean":
+            return ["mean"]
+        bad = [h for h in self.heads if h >= n_heads]
+        if bad:
+            raise SelectionError(f"heads {bad} do not exist; the model has heads 0-{n_heads - 1}")
+        return list(self.heads)
+
+    def keeps_step(self, step: int) -> bool:
+        return self.steps == "all" or step in self.steps
+
+    def to_json(self) -> dict:
+        return {"heads": self.heads, "layers": self.layers, "steps": self.steps, "branch": "cond",
+                "value_norm": self.value_norm}

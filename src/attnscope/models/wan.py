@@ -1,0 +1,92 @@
+"""The Wan adapter: where cross-attention lives in a diffusers Wan pipeline, and the shapes around it.
+
+Covers Wan2.1 T2V (WanPipeline), Wan2.1 I2V (WanImageToVideoPipeline: the CLIP image tokens get their own
+softmax, only the text softmax is captured), Wan2.2 TI2V-5B (WanPipeline with ``expand_timesteps``, x16 VAE) and
+Wan2.2 A14B (``transformer`` and ``transformer_2``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import AttnscopeError, ShapeError
+
+EXPERTS = ("transformer", "transformer_2")
+
+
+@dataclass(frozen=True)
+class WanGeometry:
+    """Pixel ↔ token geometry of a pipeline."""
+
+    vae_temporal: int
+    vae_spatial: int
+    patch: tuple[int, int, int]
+
+    def grid(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Latent token grid (F', H', W') for a pixel video; refuses sizes the model cannot take."""
+        if (num_frames - 1) % self.vae_temporal:
+            raise ShapeError(
+                f"num_frames={num_frames} must be {self.vae_temporal}k+1 (e.g. 17, 33, 81) for Wan's causal VAE"
+            )
+        step = self.vae_spatial * self.patch[1]
+        for name, value in (("height", height), ("width", width)):
+            if value % step:
+                raise ShapeError(f"{name}={value} must be divisible by {step} (VAE x{self.vae_spatial} · patch "
+                                 f"{self.patch[1]}); try {max(step, round(value / step) * step)}")
+        latent_frames = (num_frames - 1) // self.vae_temporal + 1
+        return latent_frames // self.patch[0], height // step, width // step
+
+
+def transformers_of(pipe) -> dict[str, torch.nn.Module]:
+    """The pipeline's denoising transformers by attribute name (one, or two for Wan2.2 A14B)."""
+    found = {name: getattr(pipe, name) for name in EXPERTS if getattr(pipe, name, None) is not None}
+    if not found or not all(hasattr(t, "blocks") for t in found.values()):
+        raise AttnscopeError(
+            f"{type(pipe).__name__} is not a Wan pipeline (no transformer with .blocks); attnscope supports "
+            "WanPipeline and WanImageToVideoPipeline from diffusers"
+        )
+    return found
+
+
+def cross_attentions(transformer: torch.nn.Module) -> list[torch.nn.Module]:
+    """``blocks[i].attn2`` for every block: Wan's video→text cross-attention (no rotary, no mask)."""
+    return [block.attn2 for block in transformer.blocks]
+
+
+def geometry(pipe) -> WanGeometry:
+    transformer = next(iter(transformers_of(pipe).values()))
+    return WanGeometry(
+        vae_temporal=int(getattr(pipe, "vae_scale_factor_temporal", 4)),
+        vae_spatial=int(getattr(pipe, "vae_scale_factor_spatial", 8)),
+        patch=tuple(int(p) for p in transformer.config.patch_size),
+    )
+
+
+def token_grid(transformer: torch.nn.Module, hidden_states: torch.Tensor) -> tuple[int, int, int]:
+    """Token grid of a transformer input (B, C, F, H, W) latents."""
+    pt, ph, pw = transformer.config.patch_size
+    _, _, f, h, w = hidden_states.shape
+    return f // pt, h // ph, w // pw
+
+
+def config_hash(pipe) -> str:
+    """A short hash of the denoiser configs, to tell models apart in run metadata."""
+    import hashlib
+    import json
+
+    configs = {name: dict(t.config) for name, t in transformers_of(pipe).items()}
+    blob = json.dumps(configs, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def variant(pipe) -> str:
+    """'t2v', 'i2v', 'ti2v' (Wan2.2 5B) or 'a14b' (Wan2.2 two experts)."""
+    if getattr(pipe, "image_encoder", None) is not None or type(pipe).__name__ == "WanImageToVideoPipeline":
+        return "i2v"
+    if getattr(pipe, "transformer_2", None) is not None:
+        return "a14b"
+    if getattr(pipe.config, "expand_timesteps", False):
+        return "ti2v"
+    return "t2v"

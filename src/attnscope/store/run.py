@@ -1,0 +1,110 @@
+"""Open a Run folder as lazy, named arrays."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import xarray as xr
+import zarr
+
+from ..errors import RunFormatError
+from .layout import MASS_DIMS, MAPS_DIMS, PREVIEW_DIMS
+
+
+class Run:
+    """A captured run: ``maps``, ``prompt_mass`` (lazy xarray over zarr), ``meta``, ``words``.
+
+    Arrays are read lazily chunk by chunk (one chunk = one (step, layer) slab), so selecting one step and layer
+    reads one chunk, whatever the size of the run.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_file = self.path / "meta.json"
+        if not meta_file.exists():
+            raise RunFormatError(f"{self.path} is not an attnscope run (no meta.json); pass a folder written by "
+                                 "`attnscope generate` or `attnscope.trace(..., store=...)`")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunFormatError(f"{meta_file} is not valid JSON ({exc}); the run is damaged") from exc
+        for key in ("grid", "layers", "heads", "num_steps"):
+            if key not in self.meta:
+                raise RunFormatError(f"{meta_file} lacks '{key}'; the run is damaged or from another tool")
+
+    @property
+    def words(self) -> list[str]:
+        return [w["label"] for w in self.meta.get("words", [])]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+    @property
+    def steps_done(self) -> list[int]:
+        return [s["index"] for s in self.meta.get("steps", [])]
+
+    @property
+    def video_path(self) -> Path | None:
+        p = self.path / "video.mp4"
+        return p if p.exists() else None
+
+    def _open(self, name: str) -> zarr.Array | None:
+        store = self.path / "maps.zarr"
+        if not store.exists():
+            raise RunFormatError(f"{self.path} has no maps.zarr; the run never captured a step")
+        group = zarr.open_group(store, mode="r")
+        return group[name] if name in group else None
+
+    def _coords(self, dims: tuple[str, ...]) -> dict[str, Any]:
+        coords = {
+            "step": list(range(self.meta["num_steps"])),
+            "layer": list(self.meta["layers"]),
+            "head": list(self.meta["heads"]),
+            "word": self.words,
+        }
+        return {d: coords[d] for d in dims if d in coords}
+
+    def _lazy(self, name: str, dims: tuple[str, ...]) -> xr.DataArray | None:
+        array = self._open(name)
+        if array is None:
+            return None
+        data = da.from_zarr(array, chunks=array.chunks)
+        return xr.DataArray(data, dims=dims, coords=self._coords(dims), name=name)
+
+    @cached_property
+    def maps(self) -> xr.DataArray:
+        """Probabilities (step, layer, head, word, frame, y, x); NaN where a step was not captured."""
+        return self._lazy("maps", MAPS_DIMS)
+
+    @cached_property
+    def prompt_mass(self) -> xr.DataArray:
+        """Attention on the real prompt tokens (not padding) per query, to renormalize maps."""
+        return self._lazy("prompt_mass", MASS_DIMS)
+
+    @cached_property
+    def value_norm(self) -> xr.DataArray | None:
+        """Optional: ‖p·v·W_o‖ per word and query (the value-norm estimator), when captured."""
+        return self._lazy("value_norm", MAPS_DIMS)
+
+    @cached_property
+    def previews(self) -> xr.DataArray | None:
+        """Decoded x0 predictions per step (step, frame, y, x, channel) uint8, when captured."""
+        p = self.path / "previews.zarr"
+        if not p.exists():
+            return None
+        array = zarr.open_array(p, mode="r")
+        return xr.DataArray(da.from_zarr(array, chunks=array.chunks), dims=PREVIEW_DIMS, name="previews")
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return f"Run({str(self.path)!r}, {state}, words={self.words}, prompt={self.meta.get('prompt')!r})"
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a Run folder written by ``attnscope.trace`` or ``attnscope generate``."""
+    return Run(path)

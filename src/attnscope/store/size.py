@@ -1,0 +1,37 @@
+"""How big a store will be, and whether it fits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..errors import DiskSpaceError
+
+
+def estimate_store_bytes(steps: int, layers: int, heads: int, words: int, grid: tuple[int, int, int],
+                         value_norm: bool = False) -> int:
+    """Upper bound (uncompressed fp16) of maps + prompt_mass (+ value_norm)."""
+    f, y, x = grid
+    per_word = words * (2 if value_norm else 1) + 1
+    return steps * layers * heads * per_word * f * y * x * 2
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def check_fits(path: Path, needed: int) -> None:
+    """Refuse before generating when the disk under ``path`` cannot hold ``needed`` bytes."""
+    probe = Path(path).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise DiskSpaceError(
+            f"the store needs up to {human_bytes(needed)} but only {human_bytes(free)} is free under {probe}; "
+            "capture fewer words/heads/layers/steps (e.g. --heads mean) or choose another --out"
+        )

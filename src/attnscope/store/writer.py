@@ -1,0 +1,179 @@
+"""Stream captured maps into a Run folder, one (step, layer) slab at a time.
+
+Why streaming: a 50-step Wan2.1 run holds ~10^9 values; keeping them in memory is not an option, and an
+interrupted run should leave every finished step readable. ``meta.json`` is rewritten atomically after each step,
+so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from ..errors import RunExistsError
+from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, is_run
+
+FORMAT = "attnscope.run/1"
+
+
+def _compressor() -> BloscCodec:
+    # zstd inside blosc with byte shuffle: fp16 maps compress ~3x and decompress multithreaded.
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta.json`` atomically (temp file + rename) so readers never see a partial file."""
+    tmp = path / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
+    os.replace(tmp, path / "meta.json")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in meta.json")
+
+
+class RunWriter:
+    """Create a Run folder and fill it step by step.
+
+    Writes go through one background thread so the caller (the denoising loop) never waits on compression or
+    the disk; ``end_step`` and ``close`` wait for the queue to drain, so meta.json only claims finished steps.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        meta: dict[str, Any],
+        *,
+        words: list[str],
+        layers: list[int],
+        heads: list[int | str],
+        num_steps: int,
+        grid: tuple[int, int, int],
+        extras: tuple[str, ...] = (),
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if is_run(self.path):
+            if not overwrite:
+                raise RunExistsError(
+                    f"{self.path} already holds a run; choose another --out or pass --overwrite to replace it"
+                )
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.words, self.layers, self.heads = list(words), list(layers), list(heads)
+        self._layer_pos = {layer: i for i, layer in enumerate(self.layers)}
+        f, y, x = grid
+        n_h, n_w, n_l = len(self.heads), len(self.words), len(self.layers)
+        self.meta = dict(meta)
+        self.meta.update(
+            format=FORMAT,
+            complete=False,
+            num_steps=num_steps,
+            grid={"frames": f, "height": y, "width": x},
+            layers=self.layers,
+            heads=self.heads,
+            steps=[],
+        )
+        self.meta.setdefault("words", [{"label": w} for w in self.words])
+        write_meta(self.path, self.meta)
+        self.group = zarr.open_group(self.path / "maps.zarr", mode="w", zarr_format=3)
+        common = dict(dtype="float16", fill_value=np.nan, compressors=[_compressor()])
+        self.arrays = {
+            "maps": self.group.create_array(
+                "maps", shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
+                dimension_names=MAPS_DIMS, **common,
+            ),
+            "prompt_mass": self.group.create_array(
+                "prompt_mass", shape=(num_steps, n_l, n_h, f, y, x), chunks=(1, 1, n_h, f, y, x),
+                dimension_names=MASS_DIMS, **common,
+            ),
+        }
+        for name in extras:
+            self.arrays[name] = self.group.create_array(
+                name, shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
+                dimension_names=MAPS_DIMS, **common,
+            )
+        self.previews: zarr.Array | None = None
+        self._queue: Queue = Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="attnscope-writer", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                array, index, value = item
+                if self._error is None:
+                    array[index] = value
+            except BaseException as exc:  # re-raised in the caller's thread by _check
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"writing {self.path} failed") from self._error
+
+    def write(
+        self,
+        step: int,
+        layer: int,
+        maps: np.ndarray,
+        prompt_mass: np.ndarray,
+        extras: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Queue one (step, layer) slab: ``maps`` [head, word, F, Y, X], ``prompt_mass`` [head, F, Y, X]."""
+        self._check()
+        pos = self._layer_pos[layer]
+        self._queue.put((self.arrays["maps"], (step, pos), np.asarray(maps, dtype=np.float16)))
+        self._queue.put((self.arrays["prompt_mass"], (step, pos), np.asarray(prompt_mass, dtype=np.float16)))
+        for name, value in (extras or {}).items():
+            self._queue.put((self.arrays[name], (step, pos), np.asarray(value, dtype=np.float16)))
+
+    def write_preview(self, step: int, frames: np.ndarray) -> None:
+        """Store the decoded x0 prediction of ``step`` (uint8 [T, h, w, 3])."""
+        self._check()
+        if self.previews is None:
+            t, h, w, c = frames.shape
+            self.previews = zarr.create_array(
+                self.path / "previews.zarr", shape=(self.meta["num_steps"], t, h, w, c),
+                chunks=(1, t, h, w, c), dtype="uint8", fill_value=0, dimension_names=PREVIEW_DIMS,
+                compressors=[_compressor()], zarr_format=3,
+            )
+        self._queue.put((self.previews, (step,), np.asarray(frames, dtype=np.uint8)))
+
+    def end_step(self, step: int, info: dict[str, Any]) -> None:
+        """Mark ``step`` finished once its slabs are on disk; record timestep/sigma/expert in meta.json."""
+        self._queue.join()
+        self._check()
+        self.meta["steps"].append({"index": step, **info})
+        write_meta(self.path, self.meta)
+
+    def update_meta(self, **items: Any) -> None:
+        self.meta.update(items)
+        write_meta(self.path, self.meta)
+
+    def close(self, complete: bool) -> None:
+        """Flush and stop the writer thread; ``complete`` says whether every step was captured."""
+        self._queue.join()
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+        self.meta["complete"] = bool(complete)
+        write_meta(self.path, self.meta)
