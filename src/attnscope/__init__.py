@@ -12,11 +12,11 @@ from .store import Run, open_run  # noqa: E402
 def __getattr__(name):
     # Heavy modules (diffusers, transformers) load on first use, so `attnscope --help` and the viewer stay fast.
     if name == "trace":
-        from .trace import trace
+        from .tracing import trace
 
         return trace
     if name == "generate":
-        from .generate import generate
+        from .generation import generate
 
         return generate
     if name == "load_pipeline":

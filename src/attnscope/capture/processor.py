@@ -17,7 +17,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from .context import CallInfo
 
 if TYPE_CHECKING:
-    from ..trace import Trace
+    from ..tracing import Trace
 
 TEXT_CONTEXT = 512  # Wan pads the text context to 512 tokens; image tokens (I2V) come before it
 

@@ -18,7 +18,7 @@ from diffusers import (
     WanTransformer3DModel,
 )
 from transformers import (
-    CLIPImageProcessor,
+    CLIPImageProcessorPil,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
     UMT5Config,
@@ -86,7 +86,7 @@ def build_tiny_pipeline(variant: Variant = "t2v", seed: int = 0) -> WanPipeline 
             intermediate_size=32, patch_size=8,
         )
         image_encoder = CLIPVisionModelWithProjection(clip_config).eval()
-        image_processor = CLIPImageProcessor(crop_size=32, size=32)
+        image_processor = CLIPImageProcessorPil(crop_size=32, size=32)
         vae = _vae()
         transformer = _transformer(in_channels=4 * 2 + 4, out_channels=4, image_dim=16)
         return WanImageToVideoPipeline(

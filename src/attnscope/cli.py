@@ -1,0 +1,85 @@
+"""The ``attnscope`` command line. Each sub-command's body lives in its package; this file only wires them.
+
+Bad input exits with code 2 and one line on stderr (``AttnscopeError``); anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from .errors import AttnscopeError
+
+app = typer.Typer(
+    name="attnscope", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="See and bend what Wan text-to-video models attend to.",
+)
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help='Prompt; mark words to capture with parentheses: "a (red) circle".'),
+    model: str = typer.Option("toy", help="toy (shipped), tiny, a hub id/alias or a local diffusers folder."),
+    words: list[str] = typer.Option(None, "--words", "-w", help="Word or phrase to capture (repeatable). "
+                                    "Default: the (marked) words, else every word."),
+    out: Path = typer.Option(None, help="Run folder to write. Default: runs/<prompt>-s<seed>."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same video)."),
+    frames: int = typer.Option(None, help="Number of frames, 4k+1 (model default if unset)."),
+    height: int = typer.Option(None, help="Height in pixels (model default if unset)."),
+    width: int = typer.Option(None, help="Width in pixels (model default if unset)."),
+    steps: int = typer.Option(None, help="Denoising steps (model default if unset)."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance scale (model default if unset)."),
+    negative: str = typer.Option(None, help="Negative prompt."),
+    heads: str = typer.Option("all", help='"all", "mean" or a comma list like 0,3.'),
+    layers: str = typer.Option("all", help='"all" or a comma list like 0,5,10.'),
+    bend: Path = typer.Option(None, help="Bend recipe (YAML/JSON) to apply while generating."),
+    compare: bool = typer.Option(False, help="With --bend: also generate the unbent baseline at the same seed "
+                                 "and a side-by-side video (baseline | bent | difference)."),
+    value_norm: bool = typer.Option(False, help="Also capture value norms (the value-norm estimator)."),
+    overwrite: bool = typer.Option(False, help="Replace a run already at --out."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Generate a video while capturing cross-attention; writes video.mp4 and maps.zarr into a Run folder.
+
+    Example: attnscope generate "a red circle moving left and a blue square moving up" --seed 3
+    """
+    from .commands import run_generate
+
+    run_generate(prompt=prompt, model=model, words=words or None, out=out, seed=seed, frames=frames,
+                 height=height, width=width, steps=steps, guidance=guidance, negative=negative, heads=heads,
+                 layers=layers, bend=bend, compare=compare, value_norm=value_norm, overwrite=overwrite,
+                 device=device)
+
+
+def _mount() -> None:
+    """Attach the sub-commands that live in their own packages."""
+    from .app.cli import export_command, view_command
+    from .bench.cli import app as bench_app
+    from .eval.cli import eval_command
+    from .render.cli import render_command
+    from .sweep.cli import sweep_command
+    from .toy.cli import app as toy_app
+
+    app.command("render")(render_command)
+    app.command("view")(view_command)
+    app.command("export")(export_command)
+    app.command("sweep")(sweep_command)
+    app.command("eval")(eval_command)
+    app.add_typer(bench_app, name="bench", help="Measure capture cost side by side.")
+    app.add_typer(toy_app, name="toy", help="The toy world: train and check the shipped toy model.")
+
+
+def main() -> None:
+    _mount()
+    try:
+        app()
+    except AttnscopeError as exc:
+        typer.echo(f"attnscope: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

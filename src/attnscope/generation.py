@@ -1,0 +1,118 @@
+"""``attnscope.generate``: one traced generation written as a Run folder with its video."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import RunExistsError
+from .models import wan
+from .store import Run, open_run
+from .store.layout import is_run
+from .store.size import check_fits, estimate_store_bytes, human_bytes
+from .tracing import trace
+from .video import write_mp4
+
+FPS = 16
+PREVIEW_SIDE = 160
+
+
+def decode_latents(pipe, latents: torch.Tensor) -> np.ndarray:
+    """Decode Wan latents [1, C, F, H, W] to uint8 frames [T, H, W, 3], exactly as the pipeline does."""
+    vae = pipe.vae
+    latents = latents.to(vae.device, vae.dtype)
+    mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(
+        1, -1, 1, 1, 1)
+    with torch.no_grad():
+        video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
+    frames = pipe.video_processor.postprocess_video(video, output_type="np")[0]  # [T, H, W, 3] in [0, 1]
+    return to_uint8(frames)
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _downscale(frames: np.ndarray, side: int) -> np.ndarray:
+    t, h, w, _ = frames.shape
+    factor = max(1, int(np.ceil(max(h, w) / side)))
+    if factor == 1:
+        return frames
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    x = torch.nn.functional.avg_pool2d(x, factor, ceil_mode=True)
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = None, seed: int = 0,
+             bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
+             value_norm: bool = False, previews: bool | None = None, overwrite: bool = False,
+             quiet: bool = False, **pipe_kwargs: Any) -> Run:
+    """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
+
+    Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` (default: on for
+    small models) decodes the model's x0 estimate at every step for the timeline render. Returns the Run.
+    """
+    out = Path(out)
+    if is_run(out) and not overwrite:
+        raise RunExistsError(f"{out} already holds a run; choose another --out or pass --overwrite")
+    options = dict(getattr(pipe, "_attnscope_defaults", {}))
+    options.update({k: v for k, v in pipe_kwargs.items() if v is not None})
+    frames, height, width = options["num_frames"], options["height"], options["width"]
+    grid = wan.geometry(pipe).grid(frames, height, width)
+    tr = trace(pipe, words=words, store=out, heads=heads, layers=layers, steps=steps, bends=bends,
+               value_norm=value_norm, overwrite=overwrite)
+    clean = tr.prompt(prompt)
+    n_words = len(_words_for(pipe, clean, tr.words_requested))
+    transformer = next(iter(wan.transformers_of(pipe).values()))
+    n_heads = 1 if heads == "mean" else (transformer.blocks[0].attn2.heads if heads == "all" else len(heads))
+    n_layers = len(transformer.blocks) if layers == "all" else len(layers)
+    n_steps = options["num_inference_steps"] if steps == "all" else len(steps)
+    needed = estimate_store_bytes(n_steps, n_layers, n_heads, n_words, grid, value_norm)
+    check_fits(out.parent, needed)
+    if not quiet:
+        print(f"attnscope: capturing {n_words} word(s) × {n_steps} steps × {n_layers} layers × {n_heads} heads "
+              f"on a {grid[0]}×{grid[1]}×{grid[2]} token grid: store ≤ {human_bytes(needed)} → {out}",
+              file=sys.stderr)
+    if previews is None:
+        previews = max(height, width) <= 512 and frames <= 33
+    device = pipe._execution_device
+    generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
+    meta = {"seed": seed, "negative_prompt": negative_prompt, "guidance_scale": options.get("guidance_scale"),
+            "pixel": {"frames": frames, "height": height, "width": width, "fps": FPS},
+            "generate": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))}}
+    meta["model"] = {"id": getattr(pipe, "_attnscope_model", None)}
+    tr.extra_meta.update(meta)
+    call_kwargs = dict(options)
+    if negative_prompt is not None:
+        call_kwargs["negative_prompt"] = negative_prompt
+
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        if previews and tr.writer is not None and tr.last_x0 is not None:
+            tr.writer.write_preview(step, _downscale(decode_latents(pipe, tr.last_x0[:1]), PREVIEW_SIDE))
+        return callback_kwargs
+
+    with tr:
+        result = pipe(prompt=clean, generator=generator, output_type="np", callback_on_step_end=on_step_end,
+                      **call_kwargs)
+        write_mp4(out / "video.mp4", to_uint8(result.frames[0]), fps=FPS)
+    run = open_run(out)
+    model_meta = dict(run.meta.get("model", {}))
+    model_meta.update(id=getattr(pipe, "_attnscope_model", None), variant=wan.variant(pipe),
+                      config_hash=wan.config_hash(pipe))
+    from .store import write_meta
+
+    run.meta["model"] = model_meta
+    write_meta(out, run.meta)
+    return open_run(out)
+
+
+def _words_for(pipe, text: str, words: list[str] | None) -> list:
+    from .capture.words import resolve_words
+
+    entries, _ = resolve_words(text, words, pipe.tokenizer)
+    return entries
