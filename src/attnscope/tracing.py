@@ -24,6 +24,7 @@ from .capture.context import CallInfo, ForwardState
 from .capture.probs import word_matrix, word_probabilities
 from .capture.processor import AttnscopeProcessor, TensorGrab
 from .capture.spec import CaptureSpec
+from .capture.transfer import HostTransfer
 from .capture.words import WordEntry, resolve_words, strip_markers
 from .errors import AttnscopeError
 from .models import wan
@@ -96,7 +97,7 @@ class Trace(AbstractContextManager):
         self._cond_output: torch.Tensor | None = None
         self._layers: set[int] = set()
         self._steps_seen: list[int] = []
-        self._preflight_error: AttnscopeError | None = None
+        self._transfer = HostTransfer()
 
     # ---- public -------------------------------------------------------------------------------------------
     def prompt(self, text: str) -> str:
@@ -118,6 +119,10 @@ class Trace(AbstractContextManager):
 
     # ---- install / remove -----------------------------------------------------------------------------------
     def __enter__(self) -> Trace:
+        self._install()
+        return self
+
+    def _install(self) -> None:
         for expert, transformer in self.transformers.items():
             registry = HookRegistry.check_if_exists_or_initialize(transformer)
             registry.register_hook(_TransformerHook(self, expert), HOOK_NAME)
@@ -127,11 +132,22 @@ class Trace(AbstractContextManager):
                 stock = attn.processor
                 attn.set_processor(AttnscopeProcessor(stock, layer, expert, self, grab))
                 self._installed.append(("processor", attn, stock, grab))
-        handle = self.pipe.text_encoder.register_forward_pre_hook(self._on_encode)
-        self._installed.append(("handle", handle))
-        return self
+        if getattr(self.pipe, "text_encoder", None) is not None:
+            handle = self.pipe.text_encoder.register_forward_pre_hook(self._on_encode)
+            self._installed.append(("handle", handle))
+
+    def set_words(self, words: dict[str, list[int]], prompt_tokens: int) -> None:
+        """Name the token indices to capture directly, for callers that pass ``prompt_embeds`` (benchmarks)."""
+        self.entries = [WordEntry(label=k, text=k, char_span=(0, 0), token_indices=list(v)) for k, v in words.items()]
+        self.all_words = dict(words)
+        self.prompt_tokens = prompt_tokens
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        self._uninstall()
+        self._finish(exc_type is None)
+        return False
+
+    def _uninstall(self) -> None:
         for item in reversed(self._installed):
             if item[0] == "hook":
                 item[1].remove_hook(HOOK_NAME, recurse=False)
@@ -139,15 +155,22 @@ class Trace(AbstractContextManager):
                 _, attn, stock, grab = item
                 attn.set_processor(stock)
                 grab.remove()
+            elif item[0] == "handles":
+                for handle in item[1]:
+                    handle.remove()
             else:
                 item[1].remove()
         self._installed.clear()
+
+    def _finish(self, ok: bool = True) -> None:
+        """Close the store; complete when every selected step was captured."""
         if self.writer is not None:
             expected = self.state.num_steps if self.spec.steps == "all" else len(
                 [s for s in self.spec.steps if s < self.state.num_steps])
-            done = len(self.writer.meta["steps"])
-            self.writer.close(complete=exc_type is None and done >= expected)
-        return False
+            self.writer.flush()
+            done = self.writer.steps_recorded
+            self.writer.close(complete=ok and done >= expected)
+            self.writer = None
 
     # ---- events from hooks ----------------------------------------------------------------------------------
     def _on_encode(self, module, args):
@@ -261,7 +284,7 @@ class Trace(AbstractContextManager):
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "prompt": self.prompt_text,
             "pipeline": type(self.pipe).__name__,
-            "model": {"id": getattr(self.pipe, "name_or_path", None) or self.pipe.config.get("_name_or_path"),
+            "model": {"id": getattr(self.pipe, "name_or_path", None),
                       "variant": wan.variant(self.pipe), "config_hash": wan.config_hash(self.pipe)},
             "scheduler": {"class": type(self.pipe.scheduler).__name__, "config": dict(self.pipe.scheduler.config)},
             "words": [e.to_json() for e in self.entries],
@@ -317,8 +340,12 @@ class Trace(AbstractContextManager):
         f, y, x = call.grid
         grid_maps = maps.unflatten(-1, (f, y, x))  # [H, W, S] -> [H, W, F, Y, X]
         grid_mass = mass.unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
-        extras = {"value_norm": vnorm.unflatten(-1, (f, y, x)).cpu().numpy()} if vnorm is not None else {}
-        self.writer.write(call.step, call.layer, grid_maps.cpu().numpy(), grid_mass.cpu().numpy(), extras)
+        tensors = {"maps": grid_maps, "prompt_mass": grid_mass}
+        if vnorm is not None:
+            tensors["value_norm"] = vnorm.unflatten(-1, (f, y, x))
+        host, ready = self._transfer.start(tensors)
+        maps_h, mass_h = host.pop("maps"), host.pop("prompt_mass")
+        self.writer.write(call.step, call.layer, maps_h, mass_h, host, ready=ready)
 
 
 def _versions() -> dict[str, str]:

@@ -8,9 +8,28 @@ bounded at any video size.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 QUERY_BLOCK = 8192
+
+
+def distinct_keys(key: torch.Tensor, prompt_tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Collapse Wan's identical padding keys into one key with a log-count weight.
+
+    Wan pads the text context with zeros, and the text embedder maps every zero row to the same vector, so the
+    keys past the prompt are all equal. The softmax over 512 keys then equals a softmax over the prompt keys
+    plus one padding key whose logit is raised by log(number of padding keys) — the same probabilities from
+    (prompt_tokens + 1) dot products instead of 512. Checked on every call; falls back to all keys when the
+    padding rows differ (e.g. user-supplied embeddings). key [L, H, D] -> (keys [L', H, D], log-weights [L'] or None).
+    """
+    n_pad = key.shape[0] - prompt_tokens
+    if n_pad <= 1 or not torch.equal(key[prompt_tokens:], key[prompt_tokens:prompt_tokens + 1].expand(n_pad, -1, -1)):
+        return key, None
+    weights = torch.zeros(prompt_tokens + 1, device=key.device, dtype=torch.float32)
+    weights[-1] = math.log(n_pad)
+    return key[: prompt_tokens + 1], weights
 
 
 def word_matrix(words: dict[str, list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,6 +52,7 @@ def word_probabilities(
     scale: float,
     value: torch.Tensor | None = None,
     out_weight: torch.Tensor | None = None,
+    collapse_padding: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Word maps, prompt mass and (optionally) value norms for one sample.
 
@@ -42,7 +62,8 @@ def word_probabilities(
     """
     s, h, _ = query.shape
     n_words = token_to_word.shape[1]
-    key32 = key.float().permute(1, 2, 0)  # [H, D, L]
+    key, log_weights = distinct_keys(key, prompt_tokens) if collapse_padding else (key, None)
+    key32 = key.float().permute(1, 2, 0)  # [H, D, L']
     maps = query.new_empty((h, n_words, s), dtype=torch.float32)
     mass = query.new_empty((h, s), dtype=torch.float32)
     vnorm = None
@@ -53,8 +74,9 @@ def word_probabilities(
     for start in range(0, s, QUERY_BLOCK):
         block = slice(start, start + QUERY_BLOCK)
         q = query[block].float().transpose(0, 1)  # [H, s, D]
-        logits = torch.bmm(q, key32) * scale  # [H, s, L]
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+        logits = torch.bmm(q, key32) * scale  # [H, s, L']
+        weighted = logits if log_weights is None else logits + log_weights
+        lse = torch.logsumexp(weighted, dim=-1, keepdim=True)
         selected = torch.exp(logits[..., token_index] - lse)  # [H, s, T]
         maps[:, :, block] = (selected @ token_to_word).transpose(1, 2)
         mass[:, block] = torch.exp(logits[..., :prompt_tokens] - lse).sum(-1)

@@ -37,6 +37,11 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, path / "meta.json")
 
 
+def _as_numpy(value) -> np.ndarray:
+    value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    return value.astype(np.float16, copy=False)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -107,8 +112,9 @@ class RunWriter:
                 dimension_names=MAPS_DIMS, **common,
             )
         self.previews: zarr.Array | None = None
-        self._queue: Queue = Queue(maxsize=64)
+        self._queue: Queue = Queue(maxsize=256)
         self._error: BaseException | None = None
+        self._pending: dict[int, dict[int, tuple[dict, object]]] = {}
         self._thread = threading.Thread(target=self._drain, name="attnscope-writer", daemon=True)
         self._thread.start()
 
@@ -118,6 +124,14 @@ class RunWriter:
             try:
                 if item is None:
                     return
+                if callable(item):
+                    if self._error is None:
+                        item()
+                    continue
+                if item[0] == "step":
+                    if self._error is None:
+                        self._write_step(item[1], item[2])
+                    continue
                 array, index, value = item
                 if self._error is None:
                     array[index] = value
@@ -125,6 +139,20 @@ class RunWriter:
                 self._error = exc
             finally:
                 self._queue.task_done()
+
+    def _write_step(self, step: int, layers: dict[int, tuple[dict, object]]) -> None:
+        """Write every layer slab of a step; one zarr call per array when all layers are present."""
+        for _, ready in layers.values():
+            if ready is not None:
+                ready.synchronize()  # CUDA event: the async device-to-host copy has landed
+        names = next(iter(layers.values()))[0].keys() if layers else ()
+        for name in names:
+            slabs = {pos: _as_numpy(entry[0][name]) for pos, entry in layers.items()}
+            if len(slabs) == len(self.layers):
+                self.arrays[name][step] = np.stack([slabs[pos] for pos in range(len(self.layers))])
+            else:
+                for pos, value in slabs.items():
+                    self.arrays[name][step, pos] = value
 
     def _check(self) -> None:
         if self._error is not None:
@@ -134,17 +162,20 @@ class RunWriter:
         self,
         step: int,
         layer: int,
-        maps: np.ndarray,
-        prompt_mass: np.ndarray,
-        extras: dict[str, np.ndarray] | None = None,
+        maps,
+        prompt_mass,
+        extras: dict | None = None,
+        ready=None,
     ) -> None:
-        """Queue one (step, layer) slab: ``maps`` [head, word, F, Y, X], ``prompt_mass`` [head, F, Y, X]."""
+        """Add one (step, layer) slab: ``maps`` [head, word, F, Y, X], ``prompt_mass`` [head, F, Y, X].
+
+        Values are numpy arrays or host torch tensors; ``ready`` is an optional CUDA event that the writer
+        thread waits on before reading them (an asynchronous device-to-host copy still in flight). Slabs are
+        gathered per step and written by ``end_step`` in one call per array (zarr writes the chunks together).
+        """
         self._check()
-        pos = self._layer_pos[layer]
-        self._queue.put((self.arrays["maps"], (step, pos), np.asarray(maps, dtype=np.float16)))
-        self._queue.put((self.arrays["prompt_mass"], (step, pos), np.asarray(prompt_mass, dtype=np.float16)))
-        for name, value in (extras or {}).items():
-            self._queue.put((self.arrays[name], (step, pos), np.asarray(value, dtype=np.float16)))
+        slabs = {"maps": maps, "prompt_mass": prompt_mass, **(extras or {})}
+        self._pending.setdefault(step, {})[self._layer_pos[layer]] = (slabs, ready)
 
     def write_preview(self, step: int, frames: np.ndarray) -> None:
         """Store the decoded x0 prediction of ``step`` (uint8 [T, h, w, 3])."""
@@ -159,15 +190,34 @@ class RunWriter:
         self._queue.put((self.previews, (step,), np.asarray(frames, dtype=np.uint8)))
 
     def end_step(self, step: int, info: dict[str, Any]) -> None:
-        """Mark ``step`` finished once its slabs are on disk; record timestep/sigma/expert in meta.json."""
-        self._queue.join()
+        """Mark ``step`` finished once its slabs are on disk; record timestep/sigma/expert in meta.json.
+
+        Queued behind the step's slabs, so the writer thread records the step only after writing them and the
+        denoising loop does not wait for the disk.
+        """
         self._check()
-        self.meta["steps"].append({"index": step, **info})
-        write_meta(self.path, self.meta)
+        entry = {"index": step, **info}
+        self._queue.put(("step", step, self._pending.pop(step, {})))
+
+        def record() -> None:
+            self.meta["steps"].append(entry)
+            write_meta(self.path, self.meta)
+
+        self._queue.put(record)
 
     def update_meta(self, **items: Any) -> None:
+        self._queue.join()
         self.meta.update(items)
         write_meta(self.path, self.meta)
+
+    @property
+    def steps_recorded(self) -> int:
+        """Steps whose slabs are on disk (after ``flush``)."""
+        return len(self.meta["steps"])
+
+    def flush(self) -> None:
+        self._queue.join()
+        self._check()
 
     def close(self, complete: bool) -> None:
         """Flush and stop the writer thread; ``complete`` says whether every step was captured."""

@@ -1,0 +1,96 @@
+"""``attnscope bench e2e``: a whole generation with and without capture, interleaved, same seed.
+
+For the toy / tiny models this runs the real pipeline (text encoder, transformer, VAE). For a full-size config
+(``wan2.1-1.3b`` ...) it runs WanPipeline with random transformer weights on given prompt embeddings and stops
+at the latents (the VAE decode is the same with and without capture).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+from ..models.loading import load_pipeline
+from ..tracing import Trace
+from .capture import make_transformer
+from .configs import CONFIGS, SIZES
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _full_size_pipeline(config: str, device: str):
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=make_transformer(config, device, dtype),
+                       scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, dtype
+
+
+def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3, n_words: int = 8,
+                  device: str | None = None, frames: int | None = None, height: int | None = None,
+                  width: int | None = None) -> dict:
+    """Median wall time of a generation with and without capture; the store's size on disk."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    root = Path(tempfile.mkdtemp(prefix="attnscope-e2e-"))
+    if model in CONFIGS:
+        pipe, dtype = _full_size_pipeline(model, device)
+        f, h, w, _ = SIZES[model]
+        text_dim = CONFIGS[model]["text_dim"]
+        g = torch.Generator(device=device).manual_seed(0)
+        embeds = torch.zeros(1, 512, text_dim, device=device, dtype=dtype)
+        embeds[:, :24] = torch.randn(1, 24, text_dim, generator=g, device=device, dtype=dtype)
+        kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), output_type="latent",
+                      num_frames=frames or f, height=height or h, width=width or w,
+                      num_inference_steps=steps or 50, guidance_scale=5.0)
+        words = {f"w{i}": [1 + 2 * i] for i in range(n_words)}
+        prompt_tokens = 24
+    else:
+        pipe = load_pipeline(model, device=device)
+        pipe.set_progress_bar_config(disable=True)
+        options = dict(pipe._attnscope_defaults)
+        options.update({k: v for k, v in dict(num_inference_steps=steps, num_frames=frames, height=height,
+                                                width=width).items() if v is not None})
+        kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
+        words, prompt_tokens = None, None
+    times: dict[str, list[float]] = {"stock": [], "attnscope": []}
+    outputs = {}
+    store_bytes = 0
+    for i in range(repeats + 1):
+        for mode in ("stock", "attnscope"):
+            generator = torch.Generator(device=device).manual_seed(0)
+            store = root / f"run{i}"
+            _sync(device)
+            t0 = time.perf_counter()
+            if mode == "stock":
+                out = pipe(generator=generator, **kwargs).frames
+            else:
+                tr = Trace(pipe, words=None, store=store)
+                with tr:
+                    if words is not None:
+                        tr.set_words(words, prompt_tokens)
+                    out = pipe(generator=generator, **kwargs).frames
+            _sync(device)
+            dt = time.perf_counter() - t0
+            if i > 0:
+                times[mode].append(dt)
+            outputs[mode] = out
+        if (store / "maps.zarr").exists():
+            store_bytes = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
+            shutil.rmtree(store)
+    a, b = outputs["stock"], outputs["attnscope"]
+    identical = bool(torch.equal(a, b)) if torch.is_tensor(a) else bool(np.array_equal(a, b))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"model": model, "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+            "torch": torch.__version__, "steps": kwargs.get("num_inference_steps"), "repeats": repeats,
+            "median_s": med, "raw_s": times, "ratio": med["attnscope"] / med["stock"] - 1.0,
+            "store_bytes_on_disk": store_bytes, "output_identical": identical}

@@ -1,0 +1,46 @@
+"""The bench's logic on a tiny config (the GPU figures come from `attnscope bench` on an H200)."""
+
+from __future__ import annotations
+
+import torch
+
+from attnscope.bench.capture import run_capture_bench
+from attnscope.bench.e2e import run_e2e_bench
+from attnscope.capture.probs import distinct_keys, word_matrix, word_probabilities
+
+
+def test_capture_bench_reports_side_by_side_and_identical_output():
+    result = run_capture_bench("tiny", device="cpu", repeats=2)
+    assert result["output_identical"] is True
+    assert set(result["median_s"]) == {"stock", "stock_uncond", "attnscope", "attnscope_uncond", "naive"}
+    assert all(len(v) == 2 for v in result["raw_s"].values())
+    layers, heads, words, tokens = 3, 2, 8, result["video_tokens"]
+    assert result["bytes_captured"] == 2 * layers * heads * (words + 1) * tokens * 2
+    assert result["bytes_written"] > 0
+    expected = result["median_s"]["attnscope"] / result["median_s"]["stock"] - 1
+    assert abs(result["ratio_forward"] - expected) < 1e-12
+
+
+def test_e2e_bench_tiny_pipeline_identical():
+    result = run_e2e_bench("tiny", repeats=1, device="cpu")
+    assert result["output_identical"] is True
+    assert result["store_bytes_on_disk"] > 0
+    assert result["median_s"]["stock"] > 0 and result["median_s"]["attnscope"] > 0
+
+
+def test_padding_collapse_equals_full_softmax():
+    """The fast path (one key for all identical padding keys) gives the full 512-key softmax."""
+    g = torch.Generator().manual_seed(0)
+    n_real, heads, dim = 7, 3, 16
+    key = torch.randn(512, heads, dim, generator=g)
+    key[n_real:] = key[n_real]  # Wan: every zero-padded row embeds to the same key
+    query = torch.randn(50, heads, dim, generator=g)
+    collapsed, weights = distinct_keys(key, n_real)
+    assert collapsed.shape[0] == n_real + 1 and weights is not None
+    idx, to_word = word_matrix({"a": [1], "ab": [2, 3]}, torch.device("cpu"))
+    fast = word_probabilities(query, key, idx, to_word, n_real, 0.25)
+    full = word_probabilities(query, key, idx, to_word, n_real, 0.25, collapse_padding=False)
+    for a, b in zip(fast[:2], full[:2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    key[-1] += 1.0  # padding keys differ: the fast path must not be taken
+    assert distinct_keys(key, n_real)[1] is None
