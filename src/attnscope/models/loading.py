@@ -70,7 +70,7 @@ def _from_pretrained(source: str, dtype: torch.dtype):
     if local.exists() and not (local / "model_index.json").exists():
         raise ModelNotFoundError(f"{local} is not a diffusers pipeline folder (no model_index.json)")
     try:
-        return DiffusionPipeline.from_pretrained(str(local) if local.exists() else source, torch_dtype=dtype)
+        return DiffusionPipeline.from_pretrained(str(local) if local.exists() else source, dtype=dtype)
     except OSError as exc:
         raise ModelNotFoundError(
             f"could not load '{source}' ({type(exc).__name__}). The weights are not on this machine and the hub "

@@ -1,0 +1,78 @@
+"""Estimators: ways to turn a run's captured data into one map per word, to be judged against object masks.
+
+- ``raw``: mean probability over steps, layers and heads — what most tools show.
+- ``renorm``: each query's probabilities divided by its mass on the real prompt tokens before averaging;
+  removes the padding sink (Wan does not mask its 512-token padding, which takes much of the attention).
+- ``share``: the word's share of the attention among the captured words (p_w / Σ_words p) — a per-query
+  competition between the words of the prompt, cancelling what all words get alike.
+- ``value-norm``: ‖Σ_t p_t v_t W_o‖, the word's contribution to the attention *output* (ConceptAttention's
+  observation that output-space maps are sharper), averaged like ``raw``.
+- ``best-layers``: ``renorm`` restricted to the layers and steps that localize best, chosen on a separate split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from ..store import Run
+
+AGG = ("step", "layer", "head")
+EPS = 1e-8
+
+
+def _select(arr: xr.DataArray, layers: Sequence[int] | None, steps: Sequence[int] | None) -> xr.DataArray:
+    if layers is not None:
+        arr = arr.sel(layer=list(layers))
+    if steps is not None:
+        arr = arr.sel(step=list(steps))
+    return arr
+
+
+def raw(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
+    return _select(run.maps.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+
+
+def renorm(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
+    maps = _select(run.maps.sel(word=word), layers, steps).astype("float32")
+    mass = _select(run.prompt_mass, layers, steps).astype("float32")
+    return (maps / (mass + EPS)).mean(AGG).values
+
+
+def share(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
+    maps = _select(run.maps, layers, steps).astype("float32")
+    return (maps.sel(word=word) / (maps.sum("word") + EPS)).mean(AGG).values
+
+
+def value_norm(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
+    if run.value_norm is None:
+        raise ValueError(f"{run.path} has no value_norm; generate with value_norm=True (--value-norm)")
+    return _select(run.value_norm.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+
+
+ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
+    "raw": raw,
+    "renorm": renorm,
+    "share": share,
+    "value-norm": value_norm,
+}
+
+
+def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
+    """The ``base`` estimator for every (layer, step) separately: (layer, step, frame, y, x)."""
+    maps = run.maps.sel(word=word).astype("float32")
+    if base == "renorm":
+        maps = maps / (run.prompt_mass.astype("float32") + EPS)
+    elif base == "share":
+        maps = maps / (run.maps.astype("float32").sum("word") + EPS)
+    return maps.mean("head").transpose("layer", "step", "frame", "y", "x").compute()
+
+
+def per_head(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
+    """The ``base`` estimator per (layer, head), averaged over steps: (layer, head, frame, y, x)."""
+    maps = run.maps.sel(word=word).astype("float32")
+    if base == "renorm":
+        maps = maps / (run.prompt_mass.astype("float32") + EPS)
+    return maps.mean("step").transpose("layer", "head", "frame", "y", "x").compute()
