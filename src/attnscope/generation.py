@@ -96,6 +96,7 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
             tr.writer.write_preview(step, _downscale(decode_latents(pipe, tr.last_x0[:1]), PREVIEW_SIDE))
         return callback_kwargs
 
+    tr.keep_x0 = previews
     with tr:
         result = pipe(prompt=clean, generator=generator, output_type="np", callback_on_step_end=on_step_end,
                       **call_kwargs)

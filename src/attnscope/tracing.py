@@ -52,7 +52,8 @@ class _TransformerHook(ModelHook):
 
     def pre_forward(self, module, *args, **kwargs):
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        self.trace._begin_forward(self.expert, module, self.state_manager._context, hidden, kwargs.get("timestep"))
+        self.trace._begin_forward(self.expert, module, self.state_manager._context, hidden, kwargs.get("timestep"),
+                                  kwargs.get("encoder_hidden_states"))
         return args, kwargs
 
     def post_forward(self, module, output):
@@ -98,6 +99,8 @@ class Trace(AbstractContextManager):
         self._layers: set[int] = set()
         self._steps_seen: list[int] = []
         self._transfer = HostTransfer()
+        self._padding_identical: bool | None = None
+        self.keep_x0 = False
 
     # ---- public -------------------------------------------------------------------------------------------
     def prompt(self, text: str) -> str:
@@ -204,7 +207,16 @@ class Trace(AbstractContextManager):
             self._installed.append(("handles", self.bender.install_block_hooks(self.transformers, self.state)))
         return None
 
-    def _begin_forward(self, expert: str, module, context, hidden: torch.Tensor, timestep) -> None:
+    def _check_padding(self, states: torch.Tensor | None) -> bool | None:
+        """Once per forward: are the text context's padding rows identical (so their keys are too)?"""
+        if states is None or self.prompt_tokens >= 511:
+            return None
+        text = states[0, -512:]  # I2V: the image tokens come first
+        pad = text[self.prompt_tokens:]
+        return bool(torch.equal(pad, text[self.prompt_tokens:self.prompt_tokens + 1].expand_as(pad)))
+
+    def _begin_forward(self, expert: str, module, context, hidden: torch.Tensor, timestep,
+                       context_states: torch.Tensor | None = None) -> None:
         branch = context.name if context is not None else "cond"
         if branch == "cond":
             self._cond_forwards += 1
@@ -226,12 +238,14 @@ class Trace(AbstractContextManager):
         s = self.state
         s.step, s.num_steps, s.branch, s.expert = step, num_steps, branch, expert
         s.grid = wan.token_grid(module, hidden)
-        s.timestep = float(timestep.max()) if torch.is_tensor(timestep) else timestep
+        # kept as a tensor: converting it here would synchronize the GPU; the writer thread converts it
+        s.timestep = timestep.detach().max() if torch.is_tensor(timestep) else timestep
         s.sigma = sigma
         s.active = True
         self._x_t = hidden
         if branch == "cond" and self.spec.keeps_step(step):
             self._ensure_writer(module)
+            self._padding_identical = self._check_padding(context_states)
 
     def _end_forward(self, output) -> None:
         s = self.state
@@ -242,7 +256,7 @@ class Trace(AbstractContextManager):
             if self.writer is not None and self.spec.keeps_step(s.step) and s.step not in self._steps_seen:
                 self._steps_seen.append(s.step)
                 self.writer.end_step(s.step, {"timestep": s.timestep, "sigma": s.sigma, "expert": s.expert})
-        if s.sigma is not None and self._cond_output is not None:
+        if self.keep_x0 and s.sigma is not None and self._cond_output is not None:
             guided = self._cond_output
             if s.branch == "uncond":
                 scale = float(getattr(self.pipe, "_guidance_scale", 1.0) or 1.0)
@@ -310,7 +324,8 @@ class Trace(AbstractContextManager):
         """Exact probabilities from the stock path's query [S,H,D] and key [L,H,D]."""
         token_index, to_word = self._matrix(query.device)
         maps, mass, vnorm = word_probabilities(query, key, token_index, to_word, call.prompt_tokens,
-                                               1.0 / math.sqrt(query.shape[-1]), value, out_weight)
+                                               1.0 / math.sqrt(query.shape[-1]), value, out_weight,
+                                               padding_identical=self._padding_identical)
         self._write(call, maps, mass, vnorm)
 
     def record_probs(self, call: CallInfo, probs, value, out_weight) -> None:

@@ -15,7 +15,8 @@ import torch
 QUERY_BLOCK = 8192
 
 
-def distinct_keys(key: torch.Tensor, prompt_tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def distinct_keys(key: torch.Tensor, prompt_tokens: int, padding_identical: bool | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Collapse Wan's identical padding keys into one key with a log-count weight.
 
     Wan pads the text context with zeros, and the text embedder maps every zero row to the same vector, so the
@@ -23,9 +24,14 @@ def distinct_keys(key: torch.Tensor, prompt_tokens: int) -> tuple[torch.Tensor, 
     plus one padding key whose logit is raised by log(number of padding keys) — the same probabilities from
     (prompt_tokens + 1) dot products instead of 512. Checked on every call; falls back to all keys when the
     padding rows differ (e.g. user-supplied embeddings). key [L, H, D] -> (keys [L', H, D], log-weights [L'] or None).
+    ``padding_identical`` lets a caller that already checked the text context skip the check (which would
+    synchronize a GPU on every call).
     """
     n_pad = key.shape[0] - prompt_tokens
-    if n_pad <= 1 or not torch.equal(key[prompt_tokens:], key[prompt_tokens:prompt_tokens + 1].expand(n_pad, -1, -1)):
+    if padding_identical is None:
+        padding_identical = n_pad > 1 and torch.equal(
+            key[prompt_tokens:], key[prompt_tokens:prompt_tokens + 1].expand(n_pad, -1, -1))
+    if n_pad <= 1 or not padding_identical:
         return key, None
     weights = torch.zeros(prompt_tokens + 1, device=key.device, dtype=torch.float32)
     weights[-1] = math.log(n_pad)
@@ -53,6 +59,7 @@ def word_probabilities(
     value: torch.Tensor | None = None,
     out_weight: torch.Tensor | None = None,
     collapse_padding: bool = True,
+    padding_identical: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Word maps, prompt mass and (optionally) value norms for one sample.
 
@@ -62,7 +69,8 @@ def word_probabilities(
     """
     s, h, _ = query.shape
     n_words = token_to_word.shape[1]
-    key, log_weights = distinct_keys(key, prompt_tokens) if collapse_padding else (key, None)
+    key, log_weights = (distinct_keys(key, prompt_tokens, padding_identical) if collapse_padding
+                        else (key, None))
     key32 = key.float().permute(1, 2, 0)  # [H, D, L']
     maps = query.new_empty((h, n_words, s), dtype=torch.float32)
     mass = query.new_empty((h, s), dtype=torch.float32)

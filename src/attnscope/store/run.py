@@ -7,7 +7,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import xarray as xr
 import zarr
 
@@ -73,6 +72,8 @@ class Run:
         array = self._open(name)
         if array is None:
             return None
+        import dask.array as da  # lazy: only readers need dask
+
         data = da.from_zarr(array, chunks=array.chunks)
         return xr.DataArray(data, dims=dims, coords=self._coords(dims), name=name)
 
@@ -97,6 +98,8 @@ class Run:
         p = self.path / "previews.zarr"
         if not p.exists():
             return None
+        import dask.array as da
+
         array = zarr.open_array(p, mode="r")
         return xr.DataArray(da.from_zarr(array, chunks=array.chunks), dims=PREVIEW_DIMS, name="previews")
 

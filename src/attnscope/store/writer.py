@@ -200,6 +200,9 @@ class RunWriter:
         self._queue.put(("step", step, self._pending.pop(step, {})))
 
         def record() -> None:
+            for key, value in entry.items():
+                if hasattr(value, "item"):  # a device scalar: converted here, off the denoising thread
+                    entry[key] = float(value.item())
             self.meta["steps"].append(entry)
             write_meta(self.path, self.meta)
 
