@@ -313,7 +313,8 @@ class Trace(AbstractContextManager):
         meta.update(self.extra_meta)
         extras = ("value_norm",) if self.spec.value_norm else ()
         self.writer = RunWriter(self.store, meta, words=words, layers=layers, heads=heads, num_steps=num_steps,
-                                grid=self.state.grid, extras=extras, overwrite=self.overwrite)
+                                grid=self.state.grid, extras=extras, overwrite=self.overwrite,
+                                release=self._transfer.pool.give)
 
     def _matrix(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._matrices:

@@ -119,7 +119,6 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
     pipe = BenchPipe(transformer)
     tr = Trace(pipe, store=root / f"{config}-store", overwrite=True)
     tr.set_words(inputs.words, inputs.prompt_tokens)
-    naive_procs = []
     stock_out = capture_out = None
 
     def timed(mode: str, fn, i: int):
@@ -137,20 +136,33 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
                 peak[mode] = max(peak.get(mode, 0), torch.cuda.max_memory_allocated() - base)
         return out
 
+    def stock(i: int) -> None:
+        nonlocal stock_out
+        stock_out = timed("stock", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
+        timed("stock_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
+
+    def capture(i: int) -> None:
+        nonlocal capture_out
+        tr._install()
+        try:
+            capture_out = timed("attnscope", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
+            timed("attnscope_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
+        finally:
+            tr._uninstall()
+
+    def naive_mode(i: int) -> None:
+        procs = _install_naive(transformer)
+        try:
+            timed("naive", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
+        finally:
+            _remove_naive(transformer, procs)
+
+    modes = [stock, capture] + ([naive_mode] if naive else [])
     with torch.no_grad():
         for i in range(n_steps):
-            stock_out = timed("stock", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
-            timed("stock_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
-            tr._install()
-            try:
-                capture_out = timed("attnscope", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
-                timed("attnscope_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
-            finally:
-                tr._uninstall()
-            if naive:
-                naive_procs = _install_naive(transformer)
-                timed("naive", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
-                _remove_naive(transformer, naive_procs)
+            # rotate the order every repeat so no mode always runs first (clocks, caches, allocator state)
+            for mode in modes[i % len(modes):] + modes[: i % len(modes)]:
+                mode(i)
         t0 = time.perf_counter()
         tr._finish()
         drain = time.perf_counter() - t0

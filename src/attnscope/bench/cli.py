@@ -59,3 +59,7 @@ def e2e_command(
                f"identical: {result['output_identical']}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    app()

@@ -12,7 +12,19 @@ import math
 
 import torch
 
-QUERY_BLOCK = 8192
+QUERY_BLOCK = 32768
+
+
+def _logits(q: torch.Tensor, key_t: torch.Tensor) -> torch.Tensor:
+    """q [H, s, D] @ key_t [H, D, L] in float32.
+
+    On CUDA with bf16/fp16 inputs the product runs on the tensor cores with float32 output (products of
+    16-bit floats are exact in float32, sums accumulate in float32), instead of first copying the whole query
+    to float32. Elsewhere the inputs are promoted to float32.
+    """
+    if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and key_t.dtype == q.dtype:
+        return torch.bmm(q, key_t, out_dtype=torch.float32)
+    return torch.bmm(q.float(), key_t.float())
 
 
 def distinct_keys(key: torch.Tensor, prompt_tokens: int, padding_identical: bool | None = None
@@ -71,7 +83,7 @@ def word_probabilities(
     n_words = token_to_word.shape[1]
     key, log_weights = (distinct_keys(key, prompt_tokens, padding_identical) if collapse_padding
                         else (key, None))
-    key32 = key.float().permute(1, 2, 0)  # [H, D, L']
+    key_t = key.permute(1, 2, 0)  # [H, D, L']
     maps = query.new_empty((h, n_words, s), dtype=torch.float32)
     mass = query.new_empty((h, s), dtype=torch.float32)
     vnorm = None
@@ -81,8 +93,8 @@ def word_probabilities(
         w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
     for start in range(0, s, QUERY_BLOCK):
         block = slice(start, start + QUERY_BLOCK)
-        q = query[block].float().transpose(0, 1)  # [H, s, D]
-        logits = torch.bmm(q, key32) * scale  # [H, s, L']
+        q = query[block].transpose(0, 1)  # [H, s, D]
+        logits = _logits(q, key_t) * scale  # [H, s, L']
         weighted = logits if log_weights is None else logits + log_weights
         lse = torch.logsumexp(weighted, dim=-1, keepdim=True)
         selected = torch.exp(logits[..., token_index] - lse)  # [H, s, T]

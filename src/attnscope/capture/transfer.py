@@ -1,20 +1,44 @@
 """Device → host copies that do not stall the denoising loop.
 
-On CUDA, captured slabs are cast to fp16 on the GPU, copied into pinned host memory on a side stream and handed
-to the writer thread with an event; the writer waits on the event, not the GPU's main stream. On the CPU the
-tensors are already on the host and pass straight through.
+On CUDA, captured slabs are cast to fp16 on the GPU and copied on a side stream into pinned host buffers taken
+from a pool that is allocated once and recycled (allocating pinned memory per call is slow and can synchronize
+the device). The writer thread waits on the copy's event, then hands the buffer back to the pool. On the CPU
+the tensors are already on the host and pass straight through.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
+
 import torch
 
 
+class PinnedPool:
+    """Reusable pinned host buffers keyed by (shape, dtype)."""
+
+    def __init__(self) -> None:
+        self._free: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def take(self, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        with self._lock:
+            free = self._free[(tuple(shape), dtype)]
+            if free:
+                return free.pop()
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+    def give(self, tensor: torch.Tensor) -> None:
+        with self._lock:
+            self._free[(tuple(tensor.shape), tensor.dtype)].append(tensor)
+
+
 class HostTransfer:
-    """Start an asynchronous copy of tensors to the host; ``fetch`` on the writer thread waits for it."""
+    """Start an asynchronous copy of tensors to the host; the writer waits on the returned event."""
 
     def __init__(self) -> None:
         self._stream: torch.cuda.Stream | None = None
+        self.pool = PinnedPool()
 
     def start(self, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.cuda.Event | None]:
         first = next(iter(tensors.values()))
@@ -28,7 +52,7 @@ class HostTransfer:
         host = {}
         with torch.cuda.stream(self._stream):
             for k, v in half.items():
-                host[k] = torch.empty(v.shape, dtype=v.dtype, pin_memory=True)
+                host[k] = self.pool.take(v.shape, v.dtype)
                 host[k].copy_(v, non_blocking=True)
                 v.record_stream(self._stream)  # keep the device buffer alive until the copy ran
             event = torch.cuda.Event()

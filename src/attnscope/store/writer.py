@@ -39,7 +39,7 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
 
 def _as_numpy(value) -> np.ndarray:
     value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-    return value.astype(np.float16, copy=False)
+    return value.astype(np.float16, copy=False)  # a view of a pinned buffer: stacked/encoded before release
 
 
 def _json_default(obj: Any) -> Any:
@@ -69,8 +69,10 @@ class RunWriter:
         grid: tuple[int, int, int],
         extras: tuple[str, ...] = (),
         overwrite: bool = False,
+        release=None,
     ) -> None:
         self.path = Path(path)
+        self._release = release  # called with each host tensor once written (returns pinned buffers to a pool)
         if is_run(self.path):
             if not overwrite:
                 raise RunExistsError(
@@ -153,6 +155,11 @@ class RunWriter:
             else:
                 for pos, value in slabs.items():
                     self.arrays[name][step, pos] = value
+        if self._release is not None:
+            for entry, _ in layers.values():
+                for value in entry.values():
+                    if not isinstance(value, np.ndarray):
+                        self._release(value)
 
     def _check(self) -> None:
         if self._error is not None:
