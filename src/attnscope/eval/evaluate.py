@@ -1,0 +1,140 @@
+"""Score estimators against object masks: overall, per word kind, per layer × step, per layer × head.
+
+Selection happens on one split and scores are reported on the other, so ``best-layers`` and the best threshold
+are not judged on the data that chose them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+
+from ..store import Run
+from . import estimators as est
+from .metrics import DAAM_THRESHOLD, THRESHOLDS, iou_curve, latent_mask, pixel_heat, thresholded_iou
+
+STEP_BINS = 4
+
+
+@dataclass
+class Sample:
+    """One captured word with the ground-truth pixel mask [T, H, W] of the object it names."""
+
+    run: Run
+    word: str
+    kind: str  # "shape" or "colour"
+    mask: np.ndarray
+    split: str  # "select" or "test"
+    grid_mask: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        g = self.run.meta["grid"]
+        self.grid_mask = latent_mask(self.mask, (g["frames"], g["height"], g["width"]),
+                                     temporal=self.run.meta.get("vae", {}).get("temporal", 4))
+
+
+def step_bins(num_steps: int, bins: int = STEP_BINS) -> list[list[int]]:
+    """Split the denoising steps into ``bins`` contiguous ranges (early … late)."""
+    return [list(map(int, b)) for b in np.array_split(np.arange(num_steps), min(bins, num_steps))]
+
+
+def _scores(heat: np.ndarray, sample: Sample) -> dict:
+    pixel = pixel_heat(heat, sample.mask.shape)
+    return {
+        "iou": thresholded_iou(heat, sample.grid_mask),
+        "iou_pixel": thresholded_iou(pixel, sample.mask),
+        "curve": iou_curve(heat, sample.grid_mask),
+    }
+
+
+def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None) -> dict:
+    test = [r for r, s in zip(rows, samples) if s.split == "test"]
+    select = [r for r, s in zip(rows, samples) if s.split == "select"]
+    if best_t is None:
+        best_t = int(np.argmax(np.mean([r["curve"] for r in select or rows], axis=0)))
+    kinds = {}
+    for kind in ("shape", "colour"):
+        picked = [r for r, s in zip(rows, samples) if s.split == "test" and s.kind == kind]
+        if picked:
+            kinds[kind] = float(np.mean([r["iou"] for r in picked]))
+    return {
+        "miou": float(np.mean([r["iou"] for r in test])),
+        "miou_pixel": float(np.mean([r["iou_pixel"] for r in test])),
+        "miou_best_threshold": float(np.mean([r["curve"][best_t] for r in test])),
+        "best_threshold": float(THRESHOLDS[best_t]),
+        "miou_by_kind": kinds,
+        "n": len(test),
+    }
+
+
+def layer_step_table(samples: list[Sample], base: str = "renorm") -> tuple[np.ndarray, list[int], list[list[int]]]:
+    """mIoU (at 0.4) per (layer, step bin) on the selection split."""
+    select = [s for s in samples if s.split == "select"] or samples
+    layers = list(select[0].run.meta["layers"])
+    bins = step_bins(select[0].run.meta["num_steps"])
+    table = np.zeros((len(layers), len(bins)))
+    for s in select:
+        per = est.per_layer_step(s.run, s.word, base)  # (layer, step, frame, y, x)
+        for li, b in product(range(len(layers)), range(len(bins))):
+            heat = per.isel(layer=li).sel(step=bins[b]).mean("step").values
+            table[li, b] += thresholded_iou(heat, s.grid_mask)
+    return table / len(select), layers, bins
+
+
+def layer_head_table(samples: list[Sample], base: str = "renorm") -> tuple[np.ndarray, list[int], list]:
+    """mIoU (at 0.4) per (layer, head), steps averaged, on the selection split."""
+    select = [s for s in samples if s.split == "select"] or samples
+    layers, heads = list(select[0].run.meta["layers"]), list(select[0].run.meta["heads"])
+    table = np.zeros((len(layers), len(heads)))
+    for s in select:
+        per = est.per_head(s.run, s.word, base).values  # [L, H, F, Y, X]
+        for li, hi in product(range(len(layers)), range(len(heads))):
+            table[li, hi] += thresholded_iou(per[li, hi], s.grid_mask)
+    return table / len(select), layers, heads
+
+
+def choose_best_layers(table: np.ndarray, layers: list[int], bins: list[list[int]]) -> dict:
+    """The top-k layers and the contiguous step range that maximize mean IoU of the table's cells."""
+    order = np.argsort(-table.mean(axis=1))
+    best = {"score": -1.0}
+    for k in range(1, len(layers) + 1):
+        rows = order[:k]
+        for a in range(len(bins)):
+            for b in range(a, len(bins)):
+                score = table[np.ix_(rows, range(a, b + 1))].mean()
+                if score > best["score"] + 1e-9:
+                    best = {"score": float(score), "layers": sorted(int(layers[r]) for r in rows),
+                            "steps": [int(x) for bn in bins[a:b + 1] for x in bn],
+                            "step_fraction": [a / len(bins), (b + 1) / len(bins)]}
+    return best
+
+
+def evaluate(samples: list[Sample], base_for_best: str = "renorm") -> dict:
+    """Every estimator's scores, the where/when tables, and the recommended aggregation."""
+    results: dict = {"estimators": {}}
+    for name, fn in est.ESTIMATORS.items():
+        if name == "value-norm" and samples[0].run.value_norm is None:
+            continue
+        rows = [_scores(fn(s.run, s.word), s) for s in samples]
+        results["estimators"][name] = _summary(rows, samples)
+    table, layers, bins = layer_step_table(samples, base_for_best)
+    best = choose_best_layers(table, layers, bins)
+    fn = est.ESTIMATORS[base_for_best]
+    rows = [_scores(fn(s.run, s.word, layers=best["layers"], steps=best["steps"]), s) for s in samples]
+    results["estimators"]["best-layers"] = {**_summary(rows, samples), "layers": best["layers"],
+                                            "steps": best["steps"], "step_fraction": best["step_fraction"],
+                                            "base": base_for_best}
+    head_table, _, heads = layer_head_table(samples, base_for_best)
+    results["layer_step"] = {"layers": layers, "step_bins": bins, "miou": table.round(4).tolist()}
+    results["layer_head"] = {"layers": layers, "heads": heads, "miou": head_table.round(4).tolist()}
+    mass = [float(s.run.prompt_mass.astype("float32").mean().values) for s in samples[:: max(1, len(samples) // 10)]]
+    per_layer_mass = samples[0].run.prompt_mass.astype("float32").mean(("step", "head", "frame", "y", "x")).values
+    results["padding_sink"] = {"prompt_mass_mean": float(np.mean(mass)),
+                               "prompt_mass_per_layer": per_layer_mass.round(4).tolist()}
+    ranked = sorted(results["estimators"].items(), key=lambda kv: -kv[1]["miou"])
+    results["recommended"] = {"estimator": ranked[0][0], "layers": best["layers"],
+                              "step_fraction": best["step_fraction"], "base": base_for_best}
+    results["threshold"] = DAAM_THRESHOLD
+    return results

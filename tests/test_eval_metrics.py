@@ -1,0 +1,87 @@
+"""Metric and estimator code on synthetic maps and masks with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnscope.eval import estimators as est
+from attnscope.eval.evaluate import Sample, choose_best_layers, evaluate
+from attnscope.eval.metrics import iou, iou_curve, latent_mask, normalize, pixel_heat, thresholded_iou
+from attnscope.store import RunWriter, open_run
+
+
+def test_iou_known_values():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2, :2] = True  # 4 cells
+    b[:2, :3] = True  # 6 cells, 4 shared
+    assert iou(a, b) == pytest.approx(4 / 6)
+    assert iou(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+    heat = np.array([0.0, 0.3, 0.5, 1.0])  # normalized: 0, .3, .5, 1 -> >= .4: last two
+    assert thresholded_iou(heat, np.array([0, 0, 1, 1], bool)) == 1.0
+    assert thresholded_iou(heat, np.array([0, 1, 1, 1], bool)) == pytest.approx(2 / 3)
+    curve = iou_curve(heat, np.array([0, 1, 1, 1], bool))
+    assert curve.max() == 1.0  # at a threshold <= 0.3
+    assert normalize(np.ones(3)).max() == 0.0
+
+
+def test_latent_mask_follows_causal_time_and_token_coverage():
+    mask = np.zeros((9, 32, 32), bool)  # 9 frames -> 3 latent frames; 16 px tokens -> 2x2 grid
+    mask[0, :16, :16] = True  # frame 0 only, token (0, 0)
+    mask[5:9, 16:, 16:] = True  # frames 5..8 = latent frame 2, token (1, 1)
+    lat = latent_mask(mask, (3, 2, 2))
+    assert lat[0, 0, 0] and lat[0].sum() == 1
+    assert lat[1].sum() == 0
+    assert lat[2, 1, 1] and lat[2].sum() == 1
+    up = pixel_heat(lat.astype(float), (9, 32, 32))
+    assert up.shape == (9, 32, 32) and up[6, 30, 30] > 0.9 and up[3, 30, 30] < 0.1
+
+
+def _synthetic_run(path, *, vnorm=True):
+    """2 steps, 2 layers, 1 head, words 'circle' (hot at token (0,0)) and 'square' (hot at (1,1))."""
+    grid = (1, 2, 2)
+    w = RunWriter(path, {"prompt": "a circle and a square", "vae": {"temporal": 4}}, words=["circle", "square"],
+                  layers=[0, 1], heads=[0], num_steps=2, grid=grid, extras=("value_norm",) if vnorm else ())
+    for step in range(2):
+        for layer in range(2):
+            maps = np.full((1, 2, 1, 2, 2), 0.05, np.float32)
+            if layer == 1:  # only layer 1 localizes
+                maps[0, 0, 0, 0, 0] = 0.4
+                maps[0, 1, 0, 1, 1] = 0.4
+            mass = np.full((1, 1, 2, 2), 0.5, np.float32)
+            extras = {"value_norm": maps * 2} if vnorm else {}
+            w.write(step, layer, maps, mass, extras)
+        w.end_step(step, {"timestep": 1.0 - step})
+    w.close(True)
+    return open_run(path)
+
+
+def test_estimators_hand_computed(tmp_path):
+    run = _synthetic_run(tmp_path / "r")
+    raw = est.raw(run, "circle")
+    assert raw.shape == (1, 2, 2)
+    assert raw[0, 0, 0] == pytest.approx((0.05 + 0.4) / 2, rel=1e-3)
+    assert raw[0, 1, 1] == pytest.approx(0.05, rel=1e-3)
+    np.testing.assert_allclose(est.renorm(run, "circle"), raw / 0.5, rtol=1e-3)
+    share = est.share(run, "circle")
+    assert share[0, 0, 0] == pytest.approx((0.5 + 0.4 / 0.45) / 2, rel=1e-3)
+    np.testing.assert_allclose(est.value_norm(run, "circle"), raw * 2, rtol=1e-3)
+    only_l1 = est.raw(run, "circle", layers=[1])
+    assert only_l1[0, 0, 0] == pytest.approx(0.4, rel=1e-3)
+
+
+def test_best_layers_chosen_on_selection_split(tmp_path):
+    run = _synthetic_run(tmp_path / "r")
+    mask_c = np.zeros((1, 32, 32), bool)
+    mask_c[0, :16, :16] = True
+    mask_s = np.zeros((1, 32, 32), bool)
+    mask_s[0, 16:, 16:] = True
+    samples = [Sample(run, "circle", "shape", mask_c, "select"), Sample(run, "square", "shape", mask_s, "test")]
+    result = evaluate(samples)
+    assert result["estimators"]["best-layers"]["layers"] == [1]
+    assert result["estimators"]["raw"]["miou"] == pytest.approx(1.0)  # layer 1 dominates the mean
+    assert result["recommended"]["estimator"] in result["estimators"]
+    table = np.array([[0.1, 0.2], [0.9, 0.3]])
+    best = choose_best_layers(table, [0, 1], [[0], [1]])
+    assert best["layers"] == [1] and best["steps"] == [0]
