@@ -26,8 +26,9 @@ FORMAT = "attnscope.run/1"
 
 
 def _compressor() -> BloscCodec:
-    # zstd inside blosc with byte shuffle: fp16 maps compress ~3x and decompress multithreaded.
-    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    # zstd level 1 inside blosc with bit shuffle: fast enough to keep up with a GPU; fp16 maps of trained models
+    # compress a little (random ones barely), so a heavier level would only cost time.
+    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:
