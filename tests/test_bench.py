@@ -40,7 +40,7 @@ def test_padding_collapse_equals_full_softmax():
     idx, to_word = word_matrix({"a": [1], "ab": [2, 3]}, torch.device("cpu"))
     fast = word_probabilities(query, key, idx, to_word, n_real, 0.25)
     full = word_probabilities(query, key, idx, to_word, n_real, 0.25, collapse_padding=False)
-    for a, b in zip(fast[:2], full[:2]):
+    for a, b in zip(fast[:2], full[:2], strict=False):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     key[-1] += 1.0  # padding keys differ: the fast path must not be taken
     assert distinct_keys(key, n_real)[1] is None

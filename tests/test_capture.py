@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_call_kwargs
 
 import attnscope
 from attnscope.errors import PromptTooLongError, RunExistsError, SelectionError, WordNotFoundError
+from conftest import tiny_call_kwargs
 
 PROMPT = "a red cat playing with a soccer ball and a cat"
 VARIANTS = ["t2v", "i2v", "ti2v", "a14b"]

@@ -50,13 +50,13 @@ def _scores(heat: np.ndarray, sample: Sample) -> dict:
 
 
 def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None) -> dict:
-    test = [r for r, s in zip(rows, samples) if s.split == "test"]
-    select = [r for r, s in zip(rows, samples) if s.split == "select"]
+    test = [r for r, s in zip(rows, samples, strict=False) if s.split == "test"]
+    select = [r for r, s in zip(rows, samples, strict=False) if s.split == "select"]
     if best_t is None:
         best_t = int(np.argmax(np.mean([r["curve"] for r in select or rows], axis=0)))
     kinds = {}
     for kind in ("shape", "colour"):
-        picked = [r for r, s in zip(rows, samples) if s.split == "test" and s.kind == kind]
+        picked = [r for r, s in zip(rows, samples, strict=False) if s.split == "test" and s.kind == kind]
         if picked:
             kinds[kind] = float(np.mean([r["iou"] for r in picked]))
     return {

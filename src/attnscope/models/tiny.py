@@ -30,10 +30,7 @@ from .tokenizer import build_word_tokenizer
 Variant = Literal["t2v", "i2v", "ti2v", "a14b"]
 VARIANTS: tuple[str, ...] = ("t2v", "i2v", "ti2v", "a14b")
 
-TINY_WORDS = (
-    "a an the and of with in on is red green blue yellow white black cat dog soccer ball circle square "
-    "triangle moving left right up down standing still playing jumping big small kiss two people"
-).split()
+TINY_WORDS = ["a", "an", "the", "and", "of", "with", "in", "on", "is", "red", "green", "blue", "yellow", "white", "black", "cat", "dog", "soccer", "ball", "circle", "square", "triangle", "moving", "left", "right", "up", "down", "standing", "still", "playing", "jumping", "big", "small", "kiss", "two", "people"]
 
 TEXT_DIM = 32
 

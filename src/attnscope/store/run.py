@@ -11,7 +11,7 @@ import xarray as xr
 import zarr
 
 from ..errors import RunFormatError
-from .layout import MASS_DIMS, MAPS_DIMS, PREVIEW_DIMS
+from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS
 
 
 class Run:
@@ -57,7 +57,7 @@ class Run:
         if not store.exists():
             raise RunFormatError(f"{self.path} has no maps.zarr; the run never captured a step")
         group = zarr.open_group(store, mode="r")
-        return group[name] if name in group else None
+        return group.get(name, None)
 
     def _coords(self, dims: tuple[str, ...]) -> dict[str, Any]:
         coords = {
