@@ -80,5 +80,5 @@ def try_preview(path: Path) -> None:
     run = open_run(path)
     if not run.words:
         return
-    target = render(run, kind="overlay", words=[run.words[0]])
+    target = render(run, run.words[0], kind="overlay")
     print(f"rendered {target}", file=sys.stderr)
