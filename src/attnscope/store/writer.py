@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from queue import Queue
 from typing import Any
@@ -118,6 +119,8 @@ class RunWriter:
         self._queue: Queue = Queue(maxsize=256)
         self._error: BaseException | None = None
         self._pending: dict[int, dict[int, tuple[dict, object]]] = {}
+        self.bytes_written = 0  # uncompressed bytes of maps written, and the writer thread's busy time for them
+        self.busy_seconds = 0.0
         self._thread = threading.Thread(target=self._drain, name="attnscope-writer", daemon=True)
         self._thread.start()
 
@@ -133,7 +136,9 @@ class RunWriter:
                     continue
                 if item[0] == "step":
                     if self._error is None:
-                        self._write_step(item[1], item[2])
+                        t0 = time.perf_counter()
+                        self.bytes_written += self._write_step(item[1], item[2])
+                        self.busy_seconds += time.perf_counter() - t0
                     continue
                 array, index, value = item
                 if self._error is None:
@@ -143,14 +148,19 @@ class RunWriter:
             finally:
                 self._queue.task_done()
 
-    def _write_step(self, step: int, layers: dict[int, tuple[dict, object]]) -> None:
-        """Write every layer slab of a step; one zarr call per array when all layers are present."""
+    def _write_step(self, step: int, layers: dict[int, tuple[dict, object]]) -> int:
+        """Write every layer slab of a step; one zarr call per array when all layers are present.
+
+        Returns the number of (uncompressed) bytes written.
+        """
+        nbytes = 0
         for _, ready in layers.values():
             if ready is not None:
                 ready.synchronize()  # CUDA event: the async device-to-host copy has landed
         names = next(iter(layers.values()))[0].keys() if layers else ()
         for name in names:
             slabs = {pos: _as_numpy(entry[0][name]) for pos, entry in layers.items()}
+            nbytes += sum(v.nbytes for v in slabs.values())
             if len(slabs) == len(self.layers):
                 self.arrays[name][step] = np.stack([slabs[pos] for pos in range(len(self.layers))])
             else:
@@ -161,6 +171,7 @@ class RunWriter:
                 for value in entry.values():
                     if not isinstance(value, np.ndarray):
                         self._release(value)
+        return nbytes
 
     def _check(self) -> None:
         if self._error is not None:
