@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tiny_call_kwargs
 
 import attnscope
+from conftest import tiny_call_kwargs
 
 PROMPT = "a red cat playing with a soccer ball"
 

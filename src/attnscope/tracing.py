@@ -203,7 +203,7 @@ class Trace(AbstractContextManager):
         if self.recipe is not None:
             from .bend.apply import Bender
 
-            self.bender = Bender(self.recipe, self.all_words)
+            self.bender = Bender(self.recipe, self.all_words, run_dir=self.store)
             self._installed.append(("handles", self.bender.install_block_hooks(self.transformers, self.state)))
         return None
 

@@ -1,0 +1,318 @@
+"""Bend recipes: validated descriptions of every intervention, loaded from YAML/JSON, stored in ``meta.json``.
+
+A recipe is a list of bends. Each bend is one pydantic model picked by its ``target`` and ``op`` (the registry
+:data:`BENDS`); parameters are refused unless the model declares them, so a typo fails before any generation
+with a message that names the bend, the op, the parameter and the valid choices.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import AttnscopeError
+from .params import (
+    ACTIVATION_ONLY_OPS,
+    MAP_OPS,
+    Multiply,
+    NoParams,
+    Reweight,
+    Strict,
+)
+
+__all__ = ["BENDS", "Bend", "BendRecipeError", "Recipe", "load_recipe", "parse_bend"]
+
+
+class BendRecipeError(AttnscopeError):
+    """A bend recipe names an unknown op or parameter, a value out of range, or something the model lacks."""
+
+
+# ---- selection fields -----------------------------------------------------------------------------------------
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def _index_list(value: Any) -> list[int] | None:
+    """``"all"``/None -> None; an int, a list of ints or ``"A-B"`` strings (inclusive) -> sorted unique ints."""
+    if value is None or value == "all":
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out: set[int] = set()
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"expected indices, got {item!r}")
+        if isinstance(item, int):
+            out.add(item)
+        elif isinstance(item, str) and _RANGE.match(item):
+            start, end = (int(p) for p in _RANGE.match(item).groups())
+            if end < start:
+                raise ValueError(f"range {item!r} runs backwards")
+            out.update(range(start, end + 1))
+        elif isinstance(item, str) and item.isdigit():
+            out.add(int(item))
+        else:
+            raise ValueError(f"expected 'all', integer indices or 'A-B' ranges, got {item!r}")
+    if any(i < 0 for i in out):
+        raise ValueError(f"indices must be >= 0, got {sorted(out)}")
+    return sorted(out)
+
+
+def _steps(value: Any) -> list[int] | list[float] | None:
+    """Integer step indices (as for layers), or two floats ``[start, end]``: a half-open fraction of the schedule."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if value is not None and value != "all" and any(isinstance(v, float) for v in items):
+        if len(items) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"fractions of the schedule are two numbers [start, end] in [0, 1], got {value!r}")
+        start, end = float(items[0]), float(items[1])
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(f"fractions need 0 <= start < end <= 1, got [{start}, {end}]")
+        return [start, end]
+    return _index_list(value)
+
+
+Indices = Annotated[Any, BeforeValidator(_index_list)]
+Steps = Annotated[Any, BeforeValidator(_steps)]
+
+
+@lru_cache(maxsize=4096)
+def _steps_selected(steps: tuple | None, num_steps: int) -> frozenset[int] | None:
+    if steps is None:
+        return None
+    if isinstance(steps[0], float):
+        start, end = steps
+        # step i sits at progress i / num_steps; [start, end) so [0, .5] and [.5, 1] split the schedule
+        return frozenset(i for i in range(num_steps) if start <= i / num_steps < end)
+    return frozenset(steps)
+
+
+class ShareChannels(Strict):
+    """A random share of the channels, the same for a given seed and channel count."""
+
+    share: float = Field(gt=0.0, le=1.0)
+    seed: int = 0
+
+
+class ClusterChannels(Strict):
+    """One cluster of a k-means clustering of the channels' activation maps (cluster 0 is the largest)."""
+
+    cluster: int = Field(ge=0)
+    of: int = Field(ge=2)
+    file: str | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _cluster_exists(self) -> ClusterChannels:
+        if self.cluster >= self.of:
+            raise ValueError(f"cluster {self.cluster} does not exist: clusters are numbered 0-{self.of - 1}")
+        return self
+
+
+class Bend(Strict):
+    """What every bend shares: where it acts (layers, steps, guidance branch, expert)."""
+
+    target: str
+    op: str
+    layers: Indices = None
+    steps: Steps = None
+    branch: Literal["cond", "uncond", "both"] = "both"
+    experts: list[Literal["transformer", "transformer_2"]] | None = None
+
+    def selects(self, step: int, num_steps: int, layer: int, branch: str, expert: str) -> bool:
+        """Does this bend act on the call at (step, layer, branch, expert)?"""
+        if self.layers is not None and layer not in self.layers:
+            return False
+        if self.branch != "both" and branch != self.branch:
+            return False
+        if self.experts is not None and expert not in self.experts:
+            return False
+        chosen = _steps_selected(tuple(self.steps) if self.steps is not None else None, num_steps)
+        return chosen is None or step in chosen
+
+    def params(self) -> dict[str, Any]:
+        """The op's own parameters (not selection, not bookkeeping)."""
+        skip = set(Bend.model_fields) | {"word", "heads", "renormalize", "channels"}
+        return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
+
+    def is_identity(self) -> bool:
+        """True when the bend cannot change anything; such bends are dropped so the video stays bit-identical."""
+        return False
+
+
+# ---- per-target bases ------------------------------------------------------------------------------------------
+class _Word(Strict):
+    word: str
+    heads: Indices = None
+
+
+class AttentionBend(Bend, _Word):
+    """Acts on one word's columns of the cross-attention (all of the word's tokens)."""
+
+
+class AttentionMapBend(AttentionBend):
+    """Post-softmax transform of the word's maps; rows are renormalized to sum to one unless told otherwise."""
+
+    renormalize: bool = True
+
+
+def _channels(value: Any) -> str | ShareChannels | ClusterChannels:
+    """``all`` | ``{share, seed}`` | ``{cluster, of, file, seed}``, told apart by their keys."""
+    if value == "all" or isinstance(value, (ShareChannels, ClusterChannels)):
+        return value
+    kind = None
+    if isinstance(value, dict):
+        kind = ShareChannels if "share" in value else ClusterChannels if "cluster" in value else None
+    if kind is None:
+        raise ValueError("channels is 'all', {share: 0.25, seed: 0} or {cluster: 2, of: 6, file: clusters.json}")
+    try:
+        return kind.model_validate(value)
+    except ValidationError as exc:
+        fields = ", ".join(kind.model_fields)
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc'])) or kind.__name__}: {e['msg']}"
+                                   .replace("Value error, ", "") for e in exc.errors())
+                         + f" (valid keys: {fields})") from None
+
+
+class ActivationBend(Bend):
+    """Acts on a block's output hidden states seen as (batch, frame, y, x, channel)."""
+
+    channels: Annotated[Any, BeforeValidator(_channels)] = "all"
+
+
+class HeadBend(Bend):
+    """Acts on the cross-attention output of chosen heads, before the output projection."""
+
+    heads: Indices
+
+    @field_validator("heads")
+    @classmethod
+    def _some_heads(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one head")
+        return value
+
+
+def _make(base: type[Bend], target: str, op: str, params: type[Strict]) -> type[Bend]:
+    name = f"{target.title()}{op.title().replace('_', '')}Bend"
+    model = create_model(name, __base__=(params, base), target=(Literal[target], target),  # type: ignore[call-overload]
+                         op=(Literal[op], op))
+    model.__doc__ = f"``{{target: {target}, op: {op}}}``"
+    return model
+
+
+BENDS: dict[tuple[str, str], type[Bend]] = {
+    ("attention", "reweight"): _make(AttentionBend, "attention", "reweight", Reweight),
+    **{("attention", op): _make(AttentionMapBend, "attention", op, p) for op, p in MAP_OPS.items()},
+    **{("activation", op): _make(ActivationBend, "activation", op, p)
+       for op, p in {**MAP_OPS, **ACTIVATION_ONLY_OPS}.items()},
+    ("head", "ablate"): _make(HeadBend, "head", "ablate", NoParams),
+    ("head", "multiply"): _make(HeadBend, "head", "multiply", Multiply),
+    ("layer", "skip_cross_attention"): _make(Bend, "layer", "skip_cross_attention", NoParams),
+    ("layer", "skip_block"): _make(Bend, "layer", "skip_block", NoParams),
+}
+TARGETS: dict[str, list[str]] = {}
+for _target, _op in BENDS:
+    TARGETS.setdefault(_target, []).append(_op)
+
+
+# ---- parsing -----------------------------------------------------------------------------------------------------
+def _describe(error: dict[str, Any], model: type[Bend], where: str) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    valid = ", ".join(k for k in model.model_fields if k not in ("target", "op"))
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown parameter '{loc}'; valid parameters: {valid}"
+    if error["type"] == "missing":
+        return f"{where}: missing parameter '{loc}' (valid parameters: {valid})"
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:
+        return f"{where}: {message}"
+    return f"{where}: parameter '{loc}' = {error.get('input')!r}: {message}"
+
+
+def parse_bend(index: int, data: Any) -> Bend:
+    """Validate one bend given as a dict; errors name the bend's index, op and parameter."""
+    if isinstance(data, Bend):
+        return data
+    if not isinstance(data, dict):
+        raise BendRecipeError(f"bend {index}: expected a mapping like {{target: attention, op: reweight, ...}}, "
+                              f"got {data!r}")
+    target, op = data.get("target"), data.get("op")
+    if target not in TARGETS:
+        raise BendRecipeError(f"bend {index}: unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
+    if op not in TARGETS[target]:
+        raise BendRecipeError(f"bend {index} (target {target}): unknown op {op!r}; valid ops for {target}: "
+                              f"{', '.join(TARGETS[target])}")
+    model = BENDS[(target, op)]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        where = f"bend {index} ({target} {op})"
+        raise BendRecipeError("; ".join(_describe(e, model, where) for e in exc.errors())) from None
+
+
+class Recipe(BaseModel):
+    """An ordered list of bends; bends act in this order within each call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bends: list[SerializeAsAny[Bend]] = Field(default_factory=list)
+
+    @field_validator("bends", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> list[Bend]:
+        if not isinstance(value, (list, tuple)):
+            raise BendRecipeError(f"'bends' must be a list of bends, got {type(value).__name__}")
+        return [parse_bend(i, b) for i, b in enumerate(value)]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Every bend with all its parameters (defaults included), as stored in ``meta.json``; loadable again."""
+        return [b.model_dump(mode="json") for b in self.bends]
+
+
+def _resolve_files(recipe: Recipe, base: Path) -> Recipe:
+    """Cluster files named relative to a recipe file live beside it."""
+    bends = []
+    for bend in recipe.bends:
+        channels = getattr(bend, "channels", None)
+        if isinstance(channels, ClusterChannels) and channels.file and not Path(channels.file).is_absolute():
+            channels = channels.model_copy(update={"file": str((base / channels.file).resolve())})
+            bend = bend.model_copy(update={"channels": channels})
+        bends.append(bend)
+    return Recipe(bends=bends)
+
+
+def load_recipe(source: str | Path | dict | list | Recipe) -> Recipe:
+    """A recipe from a YAML/JSON file path, a ``{"bends": [...]}`` dict, a list of bend dicts, or a Recipe."""
+    if isinstance(source, Recipe):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise BendRecipeError(f"bend recipe {path} not found; pass a YAML or JSON file with a 'bends' list")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise BendRecipeError(f"bend recipe {path} is not valid YAML/JSON: {exc}") from None
+        return _resolve_files(load_recipe(data if data is not None else []), path.parent)
+    if isinstance(source, dict):
+        extra = set(source) - {"bends"}
+        if extra:
+            raise BendRecipeError(f"unknown recipe key(s) {sorted(extra)}; a recipe has one key, 'bends'")
+        source = source.get("bends", [])
+    if not isinstance(source, (list, tuple)):
+        raise BendRecipeError(f"a recipe is a file path, a {{'bends': [...]}} mapping or a list of bends, "
+                              f"got {type(source).__name__}")
+    return Recipe(bends=list(source))
