@@ -39,5 +39,6 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 16, crf: int = 
 def read_mp4(path: str | Path) -> np.ndarray:
     """Decode every frame of a video file to uint8 [T, H, W, 3]."""
     with av.open(str(path)) as container:
+        container.streams.video[0].thread_type = "AUTO"  # frame and slice threads: decoding is ~2x faster
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     return np.stack(frames)

@@ -1,0 +1,50 @@
+"""``attnscope render``: the command's body (mounted by attnscope.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .normalize import NORM_MODES
+from .output import KINDS
+
+
+def render_command(
+    run: Path = typer.Argument(..., help="Run folder (written by `attnscope generate` or trace(store=...))."),
+    word: list[str] = typer.Option(..., "--word", "-w", help="Word label from the run (repeatable: "
+                                   "segmentation and grid compare several)."),
+    kind: str = typer.Option("overlay", "--kind", "-k", help=f"One of: {', '.join(KINDS)}."),
+    step: str = typer.Option("mean", help="Denoising step: index (3), range (2-5, averaged) or mean. "
+                             "Timeline: which steps to show."),
+    layer: str = typer.Option("mean", help="Layer: index, range (averaged) or mean."),
+    head: str = typer.Option("mean", help="Head: index, range (averaged) or mean."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output .mp4 or .png (a single frame). "
+                             "Default: RUN/renders/<word>_<kind>.mp4 (.png for grid)."),
+    alpha: float = typer.Option(0.6, help="Overlay/segmentation opacity over the video, 0..1."),
+    cmap: str = typer.Option("inferno", help="Colormap: inferno, magma, viridis, turbo (any matplotlib name)."),
+    norm: str = typer.Option("global", help=f"Value range: {', '.join(NORM_MODES)} (see docs)."),
+    clip: float = typer.Option(None, help="Percentile clipping, e.g. 99: colours span the 1st..99th "
+                               "percentile."),
+    estimator: str = typer.Option("raw", help="raw probabilities, or renorm (divided by the attention on the "
+                                  "real prompt tokens: removes the padding sink)."),
+    frames_in_steps: bool = typer.Option(False, "--frames-in-steps", help="Timeline: play every video frame "
+                                         "within each step instead of holding one frame."),
+    threshold: float = typer.Option(0.3, help="Segmentation: normalized attention below this is left clear."),
+    frame: int = typer.Option(None, help="Pixel frame for .png stills, grids and the timeline (default: the "
+                              "middle one)."),
+    time: str = typer.Option("hold", help="Latent to pixel frames: hold (each latent frame on the 4 pixel "
+                             "frames it encodes) or linear (interpolated between latent frames)."),
+) -> Path:
+    """Render a word's attention from a Run folder as MP4 or PNG, with a colour bar of real values.
+
+    Example: attnscope render runs/circle --word circle --kind overlay --step mean --layer 10-20 -o circle.mp4
+    """
+    from .output import render
+
+    path = render(run, word if len(word) > 1 else word[0], kind, step=step, layer=layer, head=head, out=out,
+                  alpha=alpha, cmap=cmap, norm=norm, clip=clip, estimator=estimator,
+                  frames_in_steps=frames_in_steps, threshold=threshold, frame=frame, time=time,
+                  progress=True)
+    typer.echo(str(path))
+    return path

@@ -1,0 +1,101 @@
+"""Write renders to files: MP4 (H.264 at the run's fps) for moving kinds, PNG for stills and contact sheets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import SelectionError
+from ..store import Run, open_run
+from ..video import write_mp4
+from .frames import heatmap_frames, load_video_path, overlay_frames, segmentation_frames, timeline_frames
+from .geometry import fit, geometry
+from .grid import grid_image
+from .selection import Spec, resolve
+from .upscale import TIME_MODES
+
+KINDS = ("overlay", "heatmap", "timeline", "segmentation", "grid")
+STRIP = 6  # steps in a timeline still
+
+
+def _slug(words: Sequence[str]) -> str:
+    return "+".join(re.sub(r"[^A-Za-z0-9_-]+", "-", w).strip("-") or "word" for w in words)
+
+
+def timeline_strip(steps: np.ndarray, panel_width: int, columns: int = STRIP) -> np.ndarray:
+    """Evenly spaced steps side by side, each a column of (x0 estimate above map): uint8 [1, H', W', 3]."""
+    chosen = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).round().astype(int))
+    panels = steps[chosen]  # [n, H, k·W, 3], k = 2 with previews
+    k = panels.shape[2] // panel_width
+    stacked = np.concatenate([panels[:, :, i * panel_width:(i + 1) * panel_width] for i in range(k)], axis=1)
+    return np.concatenate(list(stacked), axis=1)[None]  # [1, k·H, n·W, 3]
+
+
+def default_output(run: Run, words: Sequence[str], kind: str) -> Path:
+    """``RUN/renders/<words>_<kind>.mp4`` (``.png`` for grids)."""
+    return run.path / "renders" / f"{_slug(words)}_{kind}.{'png' if kind == 'grid' else 'mp4'}"
+
+
+def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overlay", *, step: Spec = "mean",
+           layer: Spec = "mean", head: Spec = "mean", out: str | Path | None = None, alpha: float = 0.6,
+           cmap: str = "inferno", norm: str = "global", clip: float | None = None, estimator: str = "raw",
+           frames_in_steps: bool = False, threshold: float = 0.3, frame: int | None = None,
+           time: str = "hold", progress: bool = False, device=None) -> Path:
+    """Render ``kind`` for ``word`` and write it; returns the path written.
+
+    ``out`` ending in ``.png`` writes one frame (``frame``, default the middle one) instead of a video; for the
+    timeline, a strip of up to six evenly spaced steps.
+    Segmentation and grid accept several words; the other kinds take the first word and reject more.
+    """
+    run = run if isinstance(run, Run) else open_run(run)
+    if kind not in KINDS:
+        raise SelectionError(f"unknown --kind '{kind}'; choose one of {', '.join(KINDS)}")
+    if time not in TIME_MODES:
+        raise SelectionError(f"unknown --time '{time}'; choose one of {', '.join(TIME_MODES)}")
+    words = [word] if isinstance(word, str) else list(word)
+    if len(words) > 1 and kind not in ("segmentation", "grid"):
+        raise SelectionError(f"--kind {kind} shows one word, got {len(words)}; use --kind segmentation or grid "
+                             "to compare words")
+    path = Path(out) if out is not None else default_output(run, words, kind)
+    still = path.suffix.lower() == ".png"
+    if kind == "grid" and not still:
+        raise SelectionError(f"--kind grid writes a PNG contact sheet; give -o with .png, not {path.name}")
+    if path.suffix.lower() not in (".png", ".mp4"):
+        raise SelectionError(f"output must end in .mp4 or .png, got {path.name}")
+    resolve(run, words, step, layer, head, estimator)  # bad input fails here, before any progress bar
+    if kind == "overlay":
+        load_video_path(run, kind)
+    sel = dict(step=step, layer=layer, head=head, estimator=estimator, norm=norm, clip=clip, device=device)
+    stages = tqdm(total=2, desc=f"render {kind}", unit="stage", disable=not progress, leave=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "grid":
+        grid_image(run, words if len(words) > 1 else words[0], cmap=cmap, frame=frame, **sel).save(path)
+        stages.close()
+        return path
+    geo = geometry(run)
+    pick = [geo.middle if frame is None else frame] if still else None
+    if kind == "heatmap":
+        video = heatmap_frames(run, words[0], cmap=cmap, frames=pick, time=time, **sel)
+    elif kind == "overlay":
+        video = overlay_frames(run, words[0], alpha=alpha, cmap=cmap, frames=pick, time=time, **sel)
+    elif kind == "segmentation":
+        video = segmentation_frames(run, words, threshold=threshold, alpha=alpha, frames=pick, time=time, **sel)
+    elif still:  # one frame per step, laid out as a strip of up to STRIP steps
+        video = timeline_strip(timeline_frames(run, words[0], cmap=cmap, frame=frame, step_seconds=0, **sel),
+                               panel_width=fit(geo.height, geo.width, min(480, max(geo.height, geo.width)))[1])
+    else:
+        video = timeline_frames(run, words[0], cmap=cmap, frame=frame, frames_in_steps=frames_in_steps, **sel)
+    stages.update(1)
+    stages.set_description(f"encode {len(video)} frames")
+    if still:
+        Image.fromarray(np.ascontiguousarray(video[0])).save(path)
+    else:
+        write_mp4(path, video, fps=geo.fps)
+    stages.update(1)
+    stages.close()
+    return path
