@@ -21,7 +21,8 @@ def tiny():
 
 
 def test_generate_writes_video_store_and_previews(tiny, tmp_path):
-    run = attnscope.generate(tiny, "a (red) cat playing with a soccer ball", tmp_path / "r", seed=3, quiet=True)
+    run = attnscope.generate(tiny, "a (red) cat playing with a soccer ball", tmp_path / "r", seed=3, quiet=True,
+                             previews=True)
     assert run.complete and run.words == ["red"]
     assert run.meta["prompt"] == "a red cat playing with a soccer ball"
     assert run.meta["seed"] == 3 and run.meta["model"]["id"] == "tiny"

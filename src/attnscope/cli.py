@@ -39,6 +39,9 @@ def generate(
     compare: bool = typer.Option(False, help="With --bend: also generate the unbent baseline at the same seed "
                                  "and a side-by-side video (baseline | bent | difference)."),
     value_norm: bool = typer.Option(False, help="Also capture value norms (the value-norm estimator)."),
+    previews: bool = typer.Option(None, "--previews/--no-previews", help="Decode the model's clean-video "
+                                  "estimate at every step, for `render --kind timeline` (default: on a GPU only; "
+                                  "costs one VAE decode per step)."),
     overwrite: bool = typer.Option(False, help="Replace a run already at --out."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
@@ -51,7 +54,7 @@ def generate(
     run_generate(prompt=prompt, model=model, words=words or None, out=out, seed=seed, frames=frames,
                  height=height, width=width, steps=steps, guidance=guidance, negative=negative, heads=heads,
                  layers=layers, bend=bend, compare=compare, value_norm=value_norm, overwrite=overwrite,
-                 device=device)
+                 device=device, previews=previews)
 
 
 def _mount() -> None:

@@ -54,8 +54,9 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
              quiet: bool = False, **pipe_kwargs: Any) -> Run:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
-    Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` (default: on for
-    small models) decodes the model's x0 estimate at every step for the timeline render. Returns the Run.
+    Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` decodes the
+    model's x0 estimate at every step for the timeline render; it costs one VAE decode per step, so it defaults
+    to on only on a GPU and for videos up to 512 px and 33 frames. Returns the Run.
     """
     out = Path(out)
     if is_run(out) and not overwrite:
@@ -78,9 +79,9 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
         print(f"attnscope: capturing {n_words} word(s) × {n_steps} steps × {n_layers} layers × {n_heads} heads "
               f"on a {grid[0]}×{grid[1]}×{grid[2]} token grid: store ≤ {human_bytes(needed)} → {out}",
               file=sys.stderr)
-    if previews is None:
-        previews = max(height, width) <= 512 and frames <= 33
     device = pipe._execution_device
+    if previews is None:
+        previews = device.type == "cuda" and max(height, width) <= 512 and frames <= 33
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
     meta = {"seed": seed, "negative_prompt": negative_prompt, "guidance_scale": options.get("guidance_scale"),
             "pixel": {"frames": frames, "height": height, "width": width, "fps": FPS},

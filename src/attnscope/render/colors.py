@@ -134,9 +134,10 @@ def paste(frames: np.ndarray, patch: Image.Image, corner: str = "bottom-right", 
     _, h, w, _ = frames.shape
     rgba = np.asarray(patch, dtype=np.uint8)
     ph, pw = min(rgba.shape[0], h), min(rgba.shape[1], w)
-    rgba = rgba[:ph, :pw]
     y0 = margin if corner.startswith("top") else max(0, h - ph - margin)
     x0 = margin if corner.endswith("left") else max(0, w - pw - margin)
+    ph, pw = min(ph, h - y0), min(pw, w - x0)  # small frames: clip the patch to what fits beside the margin
+    rgba = rgba[:ph, :pw]
     region = frames[:, y0:y0 + ph, x0:x0 + pw].astype(np.uint16)  # [T, ph, pw, 3]
     alpha = rgba[None, ..., 3:4].astype(np.uint16)
     blended = (rgba[None, ..., :3] * alpha + region * (255 - alpha) + 127) // 255

@@ -1,0 +1,106 @@
+"""The viewer's state: the runs folder, opened runs, decoded videos and selected maps, all cached.
+
+Why caches: a 1.3B run's store holds gigabytes; one (step, layer) slab is one chunk of a few MB. Opening a run
+and decoding its video happen once; a selection (word x steps x layers x heads) is read once from its chunks and
+then reused by every control that only changes how it is drawn (colormap, normalization, opacity, frame).
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import av
+import numpy as np
+import xarray as xr
+
+from ..errors import RunFormatError
+from ..render import select
+from ..render.selection import Spec
+from ..store import Run, open_run
+from ..video import read_mp4
+from .cache import LRU
+from .runs import meta_mtime
+from .safety import inside
+
+RUN_FILES = ("meta.json", "maps.zarr", "video.mp4", "previews.zarr")
+
+
+class Viewer:
+    """One runs folder seen through the app; every path is checked to resolve inside it."""
+
+    def __init__(self, runs_dir: str | Path, out_dir: str | Path | None = None) -> None:
+        self.root = Path(runs_dir).resolve()
+        if not self.root.is_dir():
+            raise RunFormatError(f"{runs_dir} is not a folder; pass the folder that holds your runs "
+                                 "(e.g. runs/)")
+        if out_dir is None:  # renders are copied into Gradio's cache when served; ours go when the process ends
+            self.out = Path(tempfile.mkdtemp(prefix="attnscope-view-"))
+            atexit.register(shutil.rmtree, self.out, ignore_errors=True)
+        else:
+            self.out = Path(out_dir)
+            self.out.mkdir(parents=True, exist_ok=True)
+        self._runs: LRU[Run] = LRU(8)
+        self._videos: LRU[np.ndarray | None] = LRU(3)
+        self._maps: LRU[xr.DataArray] = LRU(64)
+        self._thumbs: LRU[np.ndarray | None] = LRU(256)
+
+    def path(self, rel: str | Path) -> Path:
+        """The run folder named ``rel`` (relative to the runs folder), checked to stay inside it."""
+        if not rel:
+            raise RunFormatError("no run selected; pick one in the run list (press Refresh if it is empty)")
+        return inside(self.root, rel)
+
+    def run(self, rel: str | Path) -> Run:
+        """The opened run, reopened when meta.json changed (a run still being written gains steps)."""
+        path = self.path(rel)
+        for name in RUN_FILES:  # a symlinked file must not lead outside the runs folder either
+            if (path / name).exists():
+                inside(self.root, path / name)
+        return self._runs.get((path, meta_mtime(path)), lambda: open_run(path))
+
+    def video(self, run: Run) -> np.ndarray | None:
+        """The run's decoded video uint8 [T, H, W, 3], or None when it has none."""
+        if run.video_path is None:
+            return None
+        path = inside(self.root, run.video_path)
+        return self._videos.get((path, path.stat().st_mtime_ns), lambda: read_mp4(path))
+
+    def selection(self, run: Run, word: str, step: Spec, layer: Spec, head: Spec,
+                  estimator: str = "raw") -> xr.DataArray:
+        """``render.select`` cached by everything that decides its values (float32 (frame, y, x))."""
+        key = (run.path, meta_mtime(run.path), word, str(step), str(layer), str(head), estimator)
+        return self._maps.get(key, lambda: select(run, word, step, layer, head, estimator))
+
+    def thumbnail(self, rel: str, long_side: int = 160) -> np.ndarray | None:
+        """First video frame (else the last preview), downscaled; None when the run has neither."""
+        path = self.path(rel)
+        return self._thumbs.get((path, meta_mtime(path)), lambda: _thumbnail(self.root, path, long_side))
+
+    def new_file(self, suffix: str) -> Path:
+        """A fresh file in the viewer's output folder (renders served back to the browser)."""
+        return self.out / f"{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def _thumbnail(root: Path, path: Path, long_side: int) -> np.ndarray | None:
+    from PIL import Image
+
+    video = path / "video.mp4"
+    frame = None
+    if video.is_file():
+        with av.open(str(inside(root, video))) as container:
+            first = next(container.decode(video=0), None)
+            frame = first.to_ndarray(format="rgb24") if first is not None else None
+    elif (path / "previews.zarr").exists():
+        run = open_run(path)
+        done = run.steps_done
+        if run.previews is not None and done:
+            frame = run.previews.isel(step=done[-1], frame=run.previews.sizes["frame"] // 2).values
+    if frame is None:
+        return None
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    image.thumbnail((long_side, long_side))
+    return np.asarray(image)

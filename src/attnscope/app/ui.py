@@ -1,0 +1,128 @@
+"""The viewer's layout and wiring (Gradio 6 Blocks): Runs, Explore, Timeline, Segmentation, Grid, Charts, Compare.
+
+Explore redraws on every control change and draws only the current frame, so it stays interactive on large runs;
+everything that draws whole videos or many chunks (overlay video, timeline, grid, charts) waits for a button.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..render import NORM_MODES
+from ..render.selection import ESTIMATORS
+from .handlers import COLORMAPS, Handlers
+from .session import Viewer
+
+LIVE = dict(trigger_mode="always_last", show_progress="hidden")
+
+
+def _explore_controls() -> dict[str, gr.components.Component]:
+    c: dict[str, gr.components.Component] = {}
+    c["word"] = gr.Dropdown(label="word", choices=[], elem_id="word", allow_custom_value=True)
+    with gr.Group():
+        c["step"] = gr.Slider(0, 1, value=0, step=1, label="step", elem_id="step")
+        with gr.Row():
+            c["step_mean"] = gr.Checkbox(False, label="mean over steps", elem_id="step_mean")
+            c["step_range"] = gr.Textbox("", label="step range", placeholder="all, or e.g. 10-30", max_lines=1)
+    with gr.Group():
+        c["layer"] = gr.Slider(0, 1, value=0, step=1, label="layer", elem_id="layer")
+        with gr.Row():
+            c["layer_mean"] = gr.Checkbox(False, label="mean over layers", elem_id="layer_mean")
+            c["layer_range"] = gr.Textbox("", label="layer range", placeholder="all, or e.g. 0-9", max_lines=1)
+    with gr.Group():
+        c["head"] = gr.Slider(0, 1, value=0, step=1, label="head", elem_id="head")
+        with gr.Row():
+            c["head_mean"] = gr.Checkbox(True, label="mean over heads", elem_id="head_mean")
+            c["head_range"] = gr.Textbox("", label="head range", placeholder="all, or e.g. 0,3", max_lines=1)
+    with gr.Row():
+        c["cmap"] = gr.Dropdown(list(COLORMAPS), value="inferno", label="colormap", elem_id="cmap")
+        c["norm"] = gr.Dropdown(list(NORM_MODES), value="global", label="normalization", elem_id="norm")
+    c["alpha"] = gr.Slider(0, 1, value=0.6, step=0.05, label="opacity", elem_id="alpha")
+    c["frame"] = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame")
+    with gr.Row():
+        c["estimator"] = gr.Radio(list(ESTIMATORS), value="raw", label="estimator",
+                                  info="renorm divides by the mass on real prompt tokens (removes the padding sink)")
+        c["colorbar"] = gr.Checkbox(True, label="colour bar")
+    return c
+
+
+def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
+    """The viewer for the runs under ``runs_dir`` (launch it with ``attnscope.app.server.serve``)."""
+    viewer = viewer or Viewer(runs_dir)
+    h = Handlers(viewer)
+    # delete_cache: rendered videos pile up in Gradio's cache; drop those older than a day, checked hourly
+    with gr.Blocks(title="attnscope viewer", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+        gr.Markdown(f"### attnscope viewer · `{viewer.root}`")
+        with gr.Row():
+            # choices come from Refresh (on page load too); custom values are allowed so API clients can name a
+            # run directly: every name is checked to stay inside the runs folder anyway
+            run = gr.Dropdown(label="run", choices=[], scale=4, elem_id="run", allow_custom_value=True)
+            refresh = gr.Button("Refresh", scale=1, elem_id="refresh")
+        info = gr.Markdown()
+        status = gr.HTML(elem_id="status")
+        with gr.Tabs():
+            with gr.Tab("Runs", id="runs"):
+                cards = gr.HTML(elem_id="cards")
+            with gr.Tab("Explore", id="explore"), gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    ctl = _explore_controls()
+                with gr.Column(scale=2):
+                    still = gr.Image(label="overlay (current frame)", type="numpy", format="jpeg",
+                                     interactive=False, elem_id="still", height=460)
+                    caption = gr.Markdown(elem_id="caption")
+                    render_btn = gr.Button("Render overlay video", elem_id="render_video")
+                    with gr.Row():
+                        overlay = gr.Video(label="overlay video", interactive=False, autoplay=True, loop=True,
+                                           height=260)
+                        original = gr.Video(label="generated video", interactive=False, loop=True, height=260)
+            with gr.Tab("Timeline", id="timeline"):
+                gr.Markdown("The word's map at every denoising step (beside the model's x0 estimate when the run "
+                            "stored previews), at the Explore tab's layer, head and frame.")
+                timeline_btn = gr.Button("Render timeline")
+                timeline = gr.Video(label="timeline", interactive=False, autoplay=True, loop=True)
+            with gr.Tab("Segmentation", id="segmentation"):
+                threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="clear below (normalized)")
+                seg_btn = gr.Button("Segment current frame")
+                seg = gr.Image(label="which word owns each pixel", type="numpy", interactive=False)
+            with gr.Tab("Grid", id="grid"):
+                grid_btn = gr.Button("Draw layers × heads")
+                grid = gr.Image(label="layers × heads", type="pil", interactive=False)
+            with gr.Tab("Charts", id="charts"):
+                charts_btn = gr.Button("Draw charts")
+                mass = gr.Plot(label="attention mass over steps")
+                entropy = gr.Plot(label="concentration per layer × head")
+            with gr.Tab("Compare", id="compare"):
+                gr.Markdown("A bent run (pick it above) beside its baseline, same controls, one frame slider.")
+                baseline = gr.Dropdown(label="baseline", choices=[], allow_custom_value=True)
+                cmp_frame = gr.Slider(0, 1, value=0, step=1, label="frame (both sides)", elem_id="cmp_frame")
+                cmp_status = gr.HTML(elem_id="cmp_status")
+                with gr.Row():
+                    bent_img = gr.Image(label="bent", type="numpy", interactive=False)
+                    base_img = gr.Image(label="baseline", type="numpy", interactive=False)
+                cmp_btn = gr.Button("Render side-by-side video (baseline | bent)")
+                cmp_video = gr.Video(label="baseline | bent", interactive=False, autoplay=True, loop=True)
+            with gr.Tab("Run info", id="meta"):
+                meta = gr.HTML()
+
+        inputs = list(ctl.values())
+        refresh.click(h.refresh, [run], [cards, run, baseline], api_name="refresh")
+        demo.load(h.refresh, [run], [cards, run, baseline], api_name=False)
+        opened = run.change(h.open, [run], [ctl["word"], ctl["step"], ctl["layer"], ctl["head"], ctl["frame"],
+                                            cmp_frame, original, info, meta, baseline, status], api_name="open")
+        opened.then(h.still, [run, *inputs], [still, caption, status], **LIVE, api_name=False)
+        for comp in inputs:
+            comp.change(h.still, [run, *inputs], [still, caption, status], **LIVE,
+                        api_name="still" if comp is ctl["word"] else False)
+        render_btn.click(h.overlay_video, [run, *inputs], [overlay, status], api_name="overlay_video")
+        timeline_btn.click(h.timeline, [run, *inputs], [timeline, status], api_name="timeline")
+        seg_btn.click(h.segmentation, [run, threshold, *inputs], [seg, status], api_name="segmentation")
+        grid_btn.click(h.grid, [run, *inputs], [grid, status], api_name="grid")
+        charts_btn.click(h.charts, [run, *inputs], [mass, entropy, status], api_name="charts")
+        compared = dict(fn=h.compare, inputs=[run, baseline, cmp_frame, *inputs],
+                        outputs=[bent_img, base_img, cmp_status], **LIVE)
+        cmp_frame.change(**compared, api_name="compare")
+        baseline.change(**compared, api_name=False)
+        cmp_btn.click(h.compare_video, [run, baseline, *inputs], [cmp_video, cmp_status], api_name="compare_video")
+    return demo

@@ -1,0 +1,114 @@
+"""Runs listing, incomplete and damaged runs, and path safety, without a server."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+
+from attnscope.app.handlers import Handlers  # noqa: E402
+from attnscope.app.runs import list_runs  # noqa: E402
+from attnscope.app.safety import OutsideRunsDirError, host_warning, inside  # noqa: E402
+from attnscope.app.session import Viewer  # noqa: E402
+from attnscope.render.synthetic import make_synthetic_run  # noqa: E402
+
+CONTROLS = ("circle", 0, False, "", 0, False, "", 0, True, "", "inferno", "global", 0.6, 0, "raw", True)
+
+
+def _edit_meta(path, **changes):
+    meta = json.loads((path / "meta.json").read_text())
+    meta.update(changes)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture()
+def root(tmp_path):
+    runs = tmp_path / "runs"
+    make_synthetic_run(runs / "good", words=("circle", "square"))
+    half = make_synthetic_run(runs / "sweep" / "half", words=("circle",), num_steps=4)
+    meta = json.loads((half / "meta.json").read_text())
+    _edit_meta(half, complete=False, steps=meta["steps"][:2])  # interrupted after two steps
+    (runs / "broken").mkdir()
+    (runs / "broken" / "meta.json").write_text('{"prompt": "a cat", "grid": ')  # half-written by hand
+    (runs / "not-a-run").mkdir()
+    return runs
+
+
+def test_listing_marks_incomplete_and_damaged_runs(root):
+    runs = {s.rel: s for s in list_runs(root)}
+    assert set(runs) == {"good", "sweep/half", "broken"}
+    assert runs["good"].status == "complete" and runs["good"].prompt == "a circle and a square"
+    assert runs["sweep/half"].status == "incomplete (2/4 steps)"
+    assert runs["broken"].error and runs["broken"].status == "unreadable"
+    cards, picker, _ = Handlers(Viewer(root)).refresh(None)
+    assert cards.count('class="as-card"') == 3 and "incomplete (2/4 steps)" in cards
+    assert cards.count("data:image/jpeg;base64,") == 2  # thumbnails of the two readable runs
+    assert {c[1] for c in picker.choices} == {"good", "sweep/half", "broken"}
+
+
+def test_new_runs_appear_on_refresh(root):
+    h = Handlers(Viewer(root))
+    before, _, _ = h.refresh(None)
+    make_synthetic_run(root / "fresh", words=("circle",), video=False, previews=False)
+    after, picker, _ = h.refresh("good")
+    assert "fresh" not in before and 'data-run="fresh"' in after
+    assert picker.value == "good"
+
+
+def test_damaged_and_half_written_runs_show_error_cards(root):
+    h = Handlers(Viewer(root))
+    *_, card = h.open("broken")
+    assert "not valid JSON" in card
+    image, _, card = h.still("broken", *CONTROLS)
+    assert image is None and "as-error" in card
+    # the incomplete run shows its finished steps; a step it has not reached is refused with a reason
+    assert h.open("sweep/half")[-1] == ""
+    assert h.still("sweep/half", *CONTROLS)[0] is not None
+    image, _, card = h.still("sweep/half", *CONTROLS[:1], 3, *CONTROLS[2:])
+    assert image is None and "out of range" in card
+    # a chunk damaged on disk: an error card, and the server log keeps the traceback
+    for chunk in (root / "good" / "maps.zarr" / "maps" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"\x00garbage")
+    image, _, card = h.still("good", *CONTROLS)
+    assert image is None and "Cannot read good" in card
+
+
+def test_paths_outside_the_runs_folder_are_refused(root, tmp_path):
+    viewer = Viewer(root)
+    assert inside(root, "good") == (root / "good").resolve()
+    for bad in ("../", "../../etc", "/etc", "good/../../outside"):
+        with pytest.raises(OutsideRunsDirError):
+            viewer.path(bad)
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"not for the viewer")
+    (root / "good" / "video.mp4").unlink()
+    os.symlink(secret, root / "good" / "video.mp4")
+    with pytest.raises(OutsideRunsDirError):
+        viewer.run("good")
+    image, _, card = Handlers(viewer).still("good", *CONTROLS)
+    assert image is None and "outside the runs folder" in card
+
+
+def test_host_warning_only_beyond_loopback():
+    assert host_warning("127.0.0.1") is None and host_warning("localhost") is None and host_warning("::1") is None
+    assert "warning" in host_warning("0.0.0.0") and "--host 127.0.0.1" in host_warning("192.168.1.5")
+
+
+def test_thumbnail_is_the_first_video_frame(root):
+    thumb = Viewer(root).thumbnail("good")
+    assert thumb.dtype == np.uint8 and max(thumb.shape[:2]) <= 160
+
+
+def test_heads_averaged_at_capture_and_single_step_runs(tmp_path):
+    path = make_synthetic_run(tmp_path / "m", heads=1, num_steps=1, layers=1, words=("circle",))
+    _edit_meta(path, heads=["mean"])
+    h = Handlers(Viewer(tmp_path))
+    opened = h.open("m")
+    assert opened[-1] == "" and opened[3].interactive is False and opened[1].interactive is False
+    image, caption, card = h.still("m", *CONTROLS[:8], False, *CONTROLS[9:])  # "mean over heads" unticked
+    assert card == "" and "head mean" in caption and image.shape == (256, 256, 3)
