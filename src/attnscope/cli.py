@@ -6,6 +6,7 @@ traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,10 @@ def _mount() -> None:
 
 
 def main() -> None:
+    # Library chatter (deprecation notes, processor fallbacks) would bury the one-line errors; users can
+    # still raise the level with TRANSFORMERS_VERBOSITY / DIFFUSERS_VERBOSITY.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     _mount()
     try:
         app()
