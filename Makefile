@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   - install, then generate a toy video with capture and render an overlay (offline, CPU is fine)
+#   make demo   - install, then generate a toy video with capture, render an overlay and a segmentation
 #   make test   - install (with dev tools and Debian's chromium for the browser test), then run the test suite
 # `.ci/run` calls `make test`.
 
@@ -17,8 +17,9 @@ $(BIN)/attnscope: pyproject.toml requirements-dev.txt
 install: $(BIN)/attnscope
 
 demo: install
-	$(BIN)/attnscope generate "a red circle moving left and a blue square moving up" --seed 0 --out runs/demo --overwrite
-	$(BIN)/attnscope render runs/demo --word circle --kind overlay -o runs/demo/circle_overlay.mp4
+	$(BIN)/attnscope generate "a red circle moving left and a blue square moving up" -w circle -w square \
+	  --seed 0 --out runs/demo --overwrite
+	$(BIN)/attnscope render runs/demo -w circle -w square --kind segmentation
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
