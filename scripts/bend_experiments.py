@@ -2,12 +2,13 @@
 
 For each experiment: the baseline and the bent run at the same seed, and what the detector sees (objects,
 centroid shift of the bent word's object). Writes a markdown table and one comparison strip per experiment.
-Usage: python scripts/bend_experiments.py OUT_DIR [--seeds 4]
+Usage: python scripts/bend_experiments.py OUT_DIR [--seeds 4]   (ONLY=substring runs matching experiments)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +30,8 @@ EXPERIMENTS = {
                                            "degrees": 90, "steps": [0.0, 0.3]}],
     "activation rotate 90deg, layer 2, all channels": [{"target": "activation", "op": "rotate", "degrees": 90,
                                                          "layers": [2]}],
-    "head ablate: all heads of layers 0-3": [{"target": "head", "op": "ablate", "layers": [0, 1, 2, 3]}],
+    "head ablate: all heads of layers 0-3": [{"target": "head", "op": "ablate", "layers": [0, 1, 2, 3],
+                                              "heads": "0-7"}],
 }
 
 
@@ -54,7 +56,10 @@ def main(out: Path, seeds: int) -> None:
     pipe = attnscope.load_pipeline("toy")
     pipe.set_progress_bar_config(disable=True)
     rows, results = [], {}
+    only = os.environ.get("ONLY")
     for name, recipe in EXPERIMENTS.items():
+        if only and only not in name:
+            continue
         stats = {"objects": [], "circle_shift_px": [], "circle_present": 0}
         for seed in range(seeds):
             base_run = out / f"base_s{seed}"

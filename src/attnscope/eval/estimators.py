@@ -7,7 +7,8 @@
   competition between the words of the prompt, cancelling what all words get alike.
 - ``value-norm``: ‖Σ_t p_t v_t W_o‖, the word's contribution to the attention *output* (ConceptAttention's
   observation that output-space maps are sharper), averaged like ``raw``.
-- ``best-layers``: ``renorm`` restricted to the layers and steps that localize best, chosen on a separate split.
+- ``best-layers``: the base estimator (``value-norm`` when captured, else ``raw``) restricted to the layers and
+  steps that localize best, chosen on a separate split.
 """
 
 from __future__ import annotations
@@ -62,17 +63,21 @@ ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
 
 def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
     """The ``base`` estimator for every (layer, step) separately: (layer, step, frame, y, x)."""
+    return _base_maps(run, word, base).mean("head").transpose("layer", "step", "frame", "y", "x").compute()
+
+
+def _base_maps(run: Run, word: str, base: str) -> xr.DataArray:
+    """Per (step, layer, head) maps of a base estimator, before any averaging."""
+    if base == "value-norm":
+        return run.value_norm.sel(word=word).astype("float32")
     maps = run.maps.sel(word=word).astype("float32")
     if base == "renorm":
         maps = maps / (run.prompt_mass.astype("float32") + EPS)
     elif base == "share":
         maps = maps / (run.maps.astype("float32").sum("word") + EPS)
-    return maps.mean("head").transpose("layer", "step", "frame", "y", "x").compute()
+    return maps
 
 
 def per_head(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
     """The ``base`` estimator per (layer, head), averaged over steps: (layer, head, frame, y, x)."""
-    maps = run.maps.sel(word=word).astype("float32")
-    if base == "renorm":
-        maps = maps / (run.prompt_mass.astype("float32") + EPS)
-    return maps.mean("step").transpose("layer", "head", "frame", "y", "x").compute()
+    return _base_maps(run, word, base).mean("step").transpose("layer", "head", "frame", "y", "x").compute()

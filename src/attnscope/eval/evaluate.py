@@ -69,8 +69,8 @@ def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None)
     }
 
 
-def layer_step_table(samples: list[Sample], base: str = "renorm") -> tuple[np.ndarray, list[int], list[list[int]]]:
-    """mIoU (at 0.4) per (layer, step bin) on the selection split."""
+def layer_step_table(samples: list[Sample], base: str = "raw") -> tuple[np.ndarray, list[int], list[list[int]]]:
+    """mIoU (at 0.4) per (layer, step bin) of the ``base`` estimator on the selection split."""
     select = [s for s in samples if s.split == "select"] or samples
     layers = list(select[0].run.meta["layers"])
     bins = step_bins(select[0].run.meta["num_steps"])
@@ -83,7 +83,7 @@ def layer_step_table(samples: list[Sample], base: str = "renorm") -> tuple[np.nd
     return table / len(select), layers, bins
 
 
-def layer_head_table(samples: list[Sample], base: str = "renorm") -> tuple[np.ndarray, list[int], list]:
+def layer_head_table(samples: list[Sample], base: str = "raw") -> tuple[np.ndarray, list[int], list]:
     """mIoU (at 0.4) per (layer, head), steps averaged, on the selection split."""
     select = [s for s in samples if s.split == "select"] or samples
     layers, heads = list(select[0].run.meta["layers"]), list(select[0].run.meta["heads"])
@@ -111,8 +111,10 @@ def choose_best_layers(table: np.ndarray, layers: list[int], bins: list[list[int
     return best
 
 
-def evaluate(samples: list[Sample], base_for_best: str = "renorm") -> dict:
+def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
     """Every estimator's scores, the where/when tables, and the recommended aggregation."""
+    if base_for_best is None:
+        base_for_best = "value-norm" if samples[0].run.value_norm is not None else "raw"
     results: dict = {"estimators": {}}
     for name, fn in est.ESTIMATORS.items():
         if name == "value-norm" and samples[0].run.value_norm is None:

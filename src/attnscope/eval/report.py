@@ -34,7 +34,7 @@ def write_report(result: dict, out: Path) -> Path:
     (out / "result.json").write_text(json.dumps(result, indent=1))
     ls = result["layer_step"]
     bins = [f"{b[0]}-{b[-1]}" for b in ls["step_bins"]]
-    _heatmap(ls["miou"], ls["layers"], bins, "Where and when words localize (renorm maps)", "denoising steps",
+    _heatmap(ls["miou"], ls["layers"], bins, f"Where and when words localize ({result['recommended']['base']} maps)", "denoising steps",
              "layer", out / "miou_layer_step.png")
     lh = result["layer_head"]
     _heatmap(lh["miou"], lh["layers"], lh["heads"], "mIoU per layer × head (steps averaged)", "head", "layer",
@@ -82,7 +82,8 @@ def render_markdown(result: dict) -> str:
         f"- **The padding sink**: on average only {sink['prompt_mass_mean'] * 100:.0f} % of each video token's "
         f"attention goes to the real prompt tokens; the rest lands on Wan's zero padding. Renormalizing "
         f"(`renorm`) changes mIoU from {raw:.2f} (raw) to {ren:.2f}.",
-        f"- Recommended default aggregation (used by the renderer and the viewer): estimator "
+        f"- Recommended aggregation (pass it to `attnscope render` as `--layer`/`--step`; the renderer's and "
+        f"viewer's defaults are not switched to it yet): estimator "
         f"`{result['recommended']['estimator']}`, layers {result['recommended']['layers']}, steps "
         f"{result['recommended']['step_fraction'][0]:.2f}–{result['recommended']['step_fraction'][1]:.2f} of "
         f"the schedule.",
