@@ -71,3 +71,16 @@ def test_cli_generate_and_clear_errors(tmp_path):
     assert missing.returncode == 2 and "'dog' is not in the prompt" in missing.stderr
     frames = _cli("generate", "a red cat", "--model", "tiny", "--frames", "8", "--out", "y", cwd=tmp_path)
     assert frames.returncode == 2 and "4k+1" in frames.stderr
+
+
+def test_cli_bend_compare_writes_baseline_and_side_by_side(tmp_path):
+    (tmp_path / "r.yaml").write_text("bends:\n  - {target: attention, op: reweight, word: cat, scale: 0.0}\n")
+    done = _cli("generate", "a red cat playing", "--model", "tiny", "-w", "cat", "--bend", "r.yaml", "--compare",
+                "--out", "bent", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    bent, base = attnscope.open_run(tmp_path / "bent"), attnscope.open_run(tmp_path / "bent-baseline")
+    assert bent.meta["baseline"] == "../bent-baseline" and bent.meta["bends"][0]["scale"] == 0.0
+    assert base.meta["bends"] == [] and base.meta["seed"] == bent.meta["seed"]
+    assert np.all(bent.maps.values == 0) and np.all(base.maps.values > 0)
+    side = read_mp4(tmp_path / "bent" / "compare.mp4")
+    assert side.shape == (9, 32, 96, 3)  # baseline | bent | difference
