@@ -96,7 +96,7 @@ def _load(cfg: TrainConfig):
         raise AttnscopeError(f"{source} has no {STATE_FILE}: resume from a folder written by `attnscope toy train`")
     from diffusers import WanPipeline
 
-    pipe = WanPipeline.from_pretrained(str(source), torch_dtype=torch.float32)
+    pipe = WanPipeline.from_pretrained(str(source), dtype=torch.float32)
     raw = json.loads((source / STATE_FILE).read_text())
     stages = {k: StageState(**{**v, "losses": [tuple(x) for x in v["losses"]]}) for k, v in raw["stages"].items()}
     _log(f"resumed from {source}: " + ", ".join(f"{k} {v.steps} steps" for k, v in stages.items()))
