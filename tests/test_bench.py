@@ -44,3 +44,21 @@ def test_padding_collapse_equals_full_softmax():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     key[-1] += 1.0  # padding keys differ: the fast path must not be taken
     assert distinct_keys(key, n_real)[1] is None
+
+
+def test_value_norms_from_probs_match_the_direct_path():
+    """Bent calls (probabilities given) and stock calls (query/key given) store the same value norms."""
+    g = torch.Generator().manual_seed(1)
+    n_real, heads, dim, s = 5, 2, 8, 12
+    key = torch.randn(20, heads, dim, generator=g)
+    value = torch.randn(20, heads, dim, generator=g)
+    query = torch.randn(s, heads, dim, generator=g)
+    w_o = torch.randn(16, heads * dim, generator=g)
+    idx, to_word = word_matrix({"a": [1], "bc": [2, 3]}, torch.device("cpu"))
+    direct = word_probabilities(query, key, idx, to_word, n_real, 0.3, value, w_o, collapse_padding=False)
+    probs = torch.softmax(torch.einsum("shd,lhd->hsl", query, key) * 0.3, dim=-1)
+    from attnscope.capture.probs import words_from_probs
+
+    given = words_from_probs(probs, idx, to_word, n_real, value, w_o)
+    for a, b in zip(direct, given):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

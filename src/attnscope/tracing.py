@@ -21,7 +21,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from . import __version__
 from .capture.context import CallInfo, ForwardState
-from .capture.probs import word_matrix, word_probabilities
+from .capture.probs import word_matrix, word_probabilities, words_from_probs
 from .capture.processor import AttnscopeProcessor, TensorGrab
 from .capture.spec import CaptureSpec
 from .capture.transfer import HostTransfer
@@ -332,17 +332,8 @@ class Trace(AbstractContextManager):
     def record_probs(self, call: CallInfo, probs, value, out_weight) -> None:
         """Probabilities a bent call actually used: probs [H, S, L], value [L, H, D]."""
         token_index, to_word = self._matrix(probs.device)
-        selected = probs[..., token_index].float()  # [H, S, T]
-        maps = (selected @ to_word).transpose(1, 2)
-        mass = probs[..., : call.prompt_tokens].float().sum(-1)
-        vnorm = None
-        if self.spec.value_norm:
-            h = value.shape[1]
-            v_sel = value[token_index].float().transpose(0, 1)  # [H, T, D]
-            w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
-            vnorm = torch.stack([torch.linalg.vector_norm(torch.bmm(torch.bmm(selected * to_word[:, w], v_sel),
-                                                                    w_o), dim=-1)
-                                 for w in range(to_word.shape[1])], dim=1)
+        maps, mass, vnorm = words_from_probs(probs, token_index, to_word, call.prompt_tokens,
+                                             value if self.spec.value_norm else None, out_weight)
         self._write(call, maps, mass, vnorm)
 
     def _write(self, call: CallInfo, maps, mass, vnorm) -> None:

@@ -101,7 +101,34 @@ def word_probabilities(
         maps[:, :, block] = (selected @ token_to_word).transpose(1, 2)
         mass[:, block] = torch.exp(logits[..., :prompt_tokens] - lse).sum(-1)
         if vnorm is not None:
-            for w in range(n_words):
-                contrib = torch.bmm(selected * token_to_word[:, w], v_sel)  # [H, s, D]
-                vnorm[:, w, block] = torch.linalg.vector_norm(torch.bmm(contrib, w_o), dim=-1)
+            vnorm[:, :, block] = _value_norms(selected, token_to_word, v_sel, w_o)
+    return maps, mass, vnorm
+
+
+def _value_norms(selected: torch.Tensor, token_to_word: torch.Tensor, v_sel: torch.Tensor,
+                 w_o: torch.Tensor) -> torch.Tensor:
+    """‖Σ_t p_t v_t W_o,h‖ per head, word and query: selected [H, s, T], v_sel [H, T, D], w_o [H, D, C]."""
+    out = []
+    for w in range(token_to_word.shape[1]):
+        contrib = torch.bmm(selected * token_to_word[:, w], v_sel)  # [H, s, D]
+        out.append(torch.linalg.vector_norm(torch.bmm(contrib, w_o), dim=-1))  # [H, s]
+    return torch.stack(out, dim=1)
+
+
+def words_from_probs(probs: torch.Tensor, token_index: torch.Tensor, token_to_word: torch.Tensor,
+                     prompt_tokens: int, value: torch.Tensor | None = None, out_weight: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The same outputs as :func:`word_probabilities`, from probabilities already computed (bent calls).
+
+    probs [H, S, L], value [L, H, D]. Returns maps [H, W, S], prompt_mass [H, S], value norms [H, W, S] or None.
+    """
+    selected = probs[..., token_index].float()  # [H, S, T]
+    maps = (selected @ token_to_word).transpose(1, 2)
+    mass = probs[..., :prompt_tokens].float().sum(-1)
+    vnorm = None
+    if value is not None:
+        h = value.shape[1]
+        v_sel = value[token_index].float().transpose(0, 1)  # [H, T, D]
+        w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
+        vnorm = _value_norms(selected, token_to_word, v_sel, w_o)
     return maps, mass, vnorm
