@@ -60,5 +60,5 @@ def test_value_norms_from_probs_match_the_direct_path():
     from attnscope.capture.probs import words_from_probs
 
     given = words_from_probs(probs, idx, to_word, n_real, value, w_o)
-    for a, b in zip(direct, given):
+    for a, b in zip(direct, given, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
