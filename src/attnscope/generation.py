@@ -70,9 +70,9 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     clean = tr.prompt(prompt)
     n_words = len(_words_for(pipe, clean, tr.words_requested))
     transformer = next(iter(wan.transformers_of(pipe).values()))
-    n_heads = 1 if heads == "mean" else (transformer.blocks[0].attn2.heads if heads == "all" else len(heads))
-    n_layers = len(transformer.blocks) if layers == "all" else len(layers)
-    n_steps = options["num_inference_steps"] if steps == "all" else len(steps)
+    n_heads = len(tr.spec.head_list(transformer.blocks[0].attn2.heads))
+    n_layers = len(tr.spec.layer_list(len(transformer.blocks)))
+    n_steps = tr.spec.steps_kept(options["num_inference_steps"])
     needed = estimate_store_bytes(n_steps, n_layers, n_heads, n_words, grid, value_norm)
     check_fits(out.parent, needed)
     if not quiet:

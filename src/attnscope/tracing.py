@@ -168,8 +168,7 @@ class Trace(AbstractContextManager):
     def _finish(self, ok: bool = True) -> None:
         """Close the store; complete when every selected step was captured."""
         if self.writer is not None:
-            expected = self.state.num_steps if self.spec.steps == "all" else len(
-                [s for s in self.spec.steps if s < self.state.num_steps])
+            expected = self.spec.steps_kept(self.state.num_steps)
             self.writer.flush()
             done = self.writer.steps_recorded
             self.writer.close(complete=ok and done >= expected)
@@ -289,10 +288,9 @@ class Trace(AbstractContextManager):
         heads = self.spec.head_list(transformer.blocks[0].attn2.heads)
         self._layers = set(layers)
         num_steps = self.state.num_steps
-        n_steps_kept = num_steps if self.spec.steps == "all" else len([s for s in self.spec.steps if s < num_steps])
         words = [e.label for e in self.entries]
-        needed = estimate_store_bytes(n_steps_kept, len(layers), len(heads), len(words), self.state.grid,
-                                      self.spec.value_norm)
+        needed = estimate_store_bytes(self.spec.steps_kept(num_steps), len(layers), len(heads), len(words),
+                                      self.state.grid, self.spec.value_norm)
         check_fits(self.store.parent, needed)
         meta = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

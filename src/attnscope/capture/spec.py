@@ -53,6 +53,12 @@ class CaptureSpec:
             raise SelectionError(f"heads {bad} do not exist; the model has heads 0-{n_heads - 1}")
         return list(self.heads)
 
+    def steps_kept(self, num_steps: int) -> int:
+        """How many of a ``num_steps`` schedule's steps this selection keeps."""
+        if self.steps == "all":
+            return num_steps
+        return len([s for s in self.steps if s < num_steps])
+
     def keeps_step(self, step: int) -> bool:
         return self.steps == "all" or step in self.steps
 
