@@ -18,24 +18,21 @@ from .session import Viewer
 LIVE = dict(trigger_mode="always_last", show_progress="hidden")
 
 
+def _axis_controls(axis: str, mean: bool, example: str) -> dict[str, gr.components.Component]:
+    """Slider, "mean over" switch and range box for one of step / layer / head."""
+    with gr.Group():
+        slider = gr.Slider(0, 1, value=0, step=1, label=axis, elem_id=axis)
+        with gr.Row():
+            use_mean = gr.Checkbox(mean, label=f"mean over {axis}s", elem_id=f"{axis}_mean")
+            span = gr.Textbox("", label=f"{axis} range", placeholder=f"all, or e.g. {example}", max_lines=1)
+    return {axis: slider, f"{axis}_mean": use_mean, f"{axis}_range": span}
+
+
 def _explore_controls() -> dict[str, gr.components.Component]:
     c: dict[str, gr.components.Component] = {}
     c["word"] = gr.Dropdown(label="word", choices=[], elem_id="word", allow_custom_value=True)
-    with gr.Group():
-        c["step"] = gr.Slider(0, 1, value=0, step=1, label="step", elem_id="step")
-        with gr.Row():
-            c["step_mean"] = gr.Checkbox(False, label="mean over steps", elem_id="step_mean")
-            c["step_range"] = gr.Textbox("", label="step range", placeholder="all, or e.g. 10-30", max_lines=1)
-    with gr.Group():
-        c["layer"] = gr.Slider(0, 1, value=0, step=1, label="layer", elem_id="layer")
-        with gr.Row():
-            c["layer_mean"] = gr.Checkbox(False, label="mean over layers", elem_id="layer_mean")
-            c["layer_range"] = gr.Textbox("", label="layer range", placeholder="all, or e.g. 0-9", max_lines=1)
-    with gr.Group():
-        c["head"] = gr.Slider(0, 1, value=0, step=1, label="head", elem_id="head")
-        with gr.Row():
-            c["head_mean"] = gr.Checkbox(True, label="mean over heads", elem_id="head_mean")
-            c["head_range"] = gr.Textbox("", label="head range", placeholder="all, or e.g. 0,3", max_lines=1)
+    for axis, mean, example in (("step", False, "10-30"), ("layer", False, "0-9"), ("head", True, "0,3")):
+        c.update(_axis_controls(axis, mean, example))
     with gr.Row():
         c["cmap"] = gr.Dropdown(list(COLORMAPS), value="inferno", label="colormap", elem_id="cmap")
         c["norm"] = gr.Dropdown(list(NORM_MODES), value="global", label="normalization", elem_id="norm")
