@@ -16,7 +16,7 @@ start=$(date +%s)
 $PY -m attnscope.toy.cli train --out "$W" "${RESUME[@]}" --vae-steps 100000 --vae-seconds "${VAE_S:-110}" \
   --pool "${POOL:-30000}" --pool-seconds "${POOL_S:-45}" --dit-steps 100000 --dit-seconds "${DIT_S:-290}" \
   --dit-batch "${DIT_BATCH:-256}" --vae-batch "${VAE_BATCH:-8}" --vae-crop "${VAE_CROP:-256}" \
-  --vae-frames "${VAE_FRAMES:-9}" --warmup "${WARMUP:-200}" --workers 12 --log-every "${LOG_EVERY:-50}" \
+  --vae-frames "${VAE_FRAMES:-9}" --warmup "${WARMUP:-200}" --workers 12 --log-every "${LOG_EVERY:-50}" ${EXTRA:-} \
   2>&1 | grep --line-buffered -v -i warn | tee -a "$OUT/train.log"
 echo "train wall $(( $(date +%s) - start )) s" | tee -a "$OUT/train.log"
 tar cf "$OUT/weights_rest.tar" -C "$W" --exclude=transformer/diffusion_pytorch_model.safetensors .

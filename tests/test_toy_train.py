@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import pytest
 import torch
 from diffusers import WanPipeline
 
 from attnscope.toy.data import caption_ids, encode_text
 from attnscope.toy.model import build_toy_pipeline
-from attnscope.toy.train import STATE_FILE, TrainConfig, train
+from attnscope.toy.train import STATE_FILE, TrainConfig, train, vae_colour_errors
 
 
 def test_text_context_equals_the_pipelines():
@@ -23,10 +25,11 @@ def test_text_context_equals_the_pipelines():
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
-def test_two_step_training_writes_a_loadable_pipeline_and_resumes(tmp_path):
+def test_two_step_training_writes_a_loadable_pipeline_and_resumes(tmp_path, capsys):
     cfg = TrainConfig(out=tmp_path / "toy", device="cpu", vae_steps=2, vae_batch=1, vae_frames=5, vae_crop=64,
-                      pool=1, dit_steps=2, dit_batch=1, log_every=1)
+                      pool=1, dit_steps=2, dit_batch=1, log_every=1, vae_report=1)
     train(cfg)
+    assert "vae colour error" in capsys.readouterr().out
     state = json.loads((cfg.out / STATE_FILE).read_text())
     assert {k: v["steps"] for k, v in state["stages"].items()} == {"vae": 2, "dit": 2}
     assert all(len(v["losses"]) == 2 for v in state["stages"].values())
@@ -41,3 +44,26 @@ def test_two_step_training_writes_a_loadable_pipeline_and_resumes(tmp_path):
     train(cfg)
     state = json.loads((cfg.out / STATE_FILE).read_text())
     assert {k: v["steps"] for k, v in state["stages"].items()} == {"vae": 2, "dit": 3}
+
+
+class _ChannelVae:
+    """A stand-in VAE whose reconstruction is its input with some RGB channels set to black (-1)."""
+
+    def __init__(self, dead: tuple[int, ...]):
+        self.dead = dead
+
+    def encode(self, x):
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=x))
+
+    def decode(self, z):
+        z = z.clone()
+        z[:, list(self.dead)] = -1.0
+        return SimpleNamespace(sample=z)
+
+
+def test_vae_colour_errors_name_the_colours_a_vae_cannot_decode():
+    perfect = vae_colour_errors(_ChannelVae(()), 0, torch.device("cpu"), n=6)
+    assert perfect and all(v == 0.0 for v in perfect.values())
+    no_blue = vae_colour_errors(_ChannelVae((2,)), 0, torch.device("cpu"), n=12)
+    assert no_blue["red"] == 0.0 and no_blue["yellow"] == 0.0
+    assert no_blue["blue"] == pytest.approx(255 / 3), "pure blue loses one of three channels fully"
