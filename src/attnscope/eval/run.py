@@ -87,9 +87,11 @@ def run_eval(model: str = "toy", n_prompts: int = 30, seed: int = 0, out: str | 
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=1, default=_plain))
     if out:
+        from ..render.preset import PRESET_FILE, save_preset
         from .report import write_report
 
         write_report(result, Path(out))
+        save_preset(result, Path(out) / PRESET_FILE)  # copy it into a model folder to make it that model's default
     return result
 
 

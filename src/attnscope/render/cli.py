@@ -15,9 +15,9 @@ def render_command(
     word: list[str] = typer.Option(..., "--word", "-w", help="Word label from the run (repeatable: "
                                    "segmentation and grid compare several)."),
     kind: str = typer.Option("overlay", "--kind", "-k", help=f"One of: {', '.join(KINDS)}."),
-    step: str = typer.Option("mean", help="Denoising step: index (3), range (2-5, averaged) or mean. "
-                             "Timeline: which steps to show."),
-    layer: str = typer.Option("mean", help="Layer: index, range (averaged) or mean."),
+    step: str = typer.Option(None, help="Denoising step: index (3), range (2-5, averaged) or mean. "
+                             "Timeline: which steps to show (default: all). Default: the preset's."),
+    layer: str = typer.Option(None, help="Layer: index, range (averaged) or mean. Default: the preset's."),
     head: str = typer.Option("mean", help="Head: index, range (averaged) or mean."),
     out: Path = typer.Option(None, "--out", "-o", help="Output .mp4 or .png (a single frame). "
                              "Default: RUN/renders/<word>_<kind>.mp4 (.png for grid)."),
@@ -26,8 +26,13 @@ def render_command(
     norm: str = typer.Option("global", help=f"Value range: {', '.join(NORM_MODES)} (see docs)."),
     clip: float = typer.Option(None, help="Percentile clipping, e.g. 99: colours span the 1st..99th "
                                "percentile."),
-    estimator: str = typer.Option("raw", help="raw probabilities, or renorm (divided by the attention on the "
-                                  "real prompt tokens: removes the padding sink)."),
+    estimator: str = typer.Option(None, help="raw probabilities; renorm (divided by the attention on the real "
+                                  "prompt tokens: removes the padding sink); value-norm (the word's contribution "
+                                  "to the attention output; needs a run generated with --value-norm). Default: "
+                                  "the preset's."),
+    preset: str = typer.Option("recommended", help="Defaults for step, layer and estimator: recommended (what "
+                               "`attnscope eval` measured best for the run's model; the plain mean for models "
+                               "never measured) or none (plain raw mean over everything)."),
     frames_in_steps: bool = typer.Option(False, "--frames-in-steps", help="Timeline: play every video frame "
                                          "within each step instead of holding one frame."),
     threshold: float = typer.Option(0.3, help="Segmentation: normalized attention below this is left clear."),
@@ -43,7 +48,7 @@ def render_command(
     from .output import render
 
     path = render(run, word if len(word) > 1 else word[0], kind, step=step, layer=layer, head=head, out=out,
-                  alpha=alpha, cmap=cmap, norm=norm, clip=clip, estimator=estimator,
+                  alpha=alpha, cmap=cmap, norm=norm, clip=clip, estimator=estimator, preset=preset,
                   frames_in_steps=frames_in_steps, threshold=threshold, frame=frame, time=time,
                   progress=True)
     typer.echo(str(path))

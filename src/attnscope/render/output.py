@@ -16,6 +16,7 @@ from ..video import write_mp4
 from .frames import heatmap_frames, load_video_path, overlay_frames, segmentation_frames, timeline_frames
 from .geometry import fit, geometry
 from .grid import grid_image
+from .preset import preset_for
 from .selection import Spec, resolve
 from .upscale import TIME_MODES
 
@@ -41,18 +42,24 @@ def default_output(run: Run, words: Sequence[str], kind: str) -> Path:
     return run.path / "renders" / f"{_slug(words)}_{kind}.{'png' if kind == 'grid' else 'mp4'}"
 
 
-def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overlay", *, step: Spec = "mean",
-           layer: Spec = "mean", head: Spec = "mean", out: str | Path | None = None, alpha: float = 0.6,
-           cmap: str = "inferno", norm: str = "global", clip: float | None = None, estimator: str = "raw",
-           frames_in_steps: bool = False, threshold: float = 0.3, frame: int | None = None,
-           time: str = "hold", progress: bool = False, device=None) -> Path:
+def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overlay", *, step: Spec = None,
+           layer: Spec = None, head: Spec = "mean", out: str | Path | None = None, alpha: float = 0.6,
+           cmap: str = "inferno", norm: str = "global", clip: float | None = None, estimator: str | None = None,
+           preset: str = "recommended", frames_in_steps: bool = False, threshold: float = 0.3,
+           frame: int | None = None, time: str = "hold", progress: bool = False, device=None) -> Path:
     """Render ``kind`` for ``word`` and write it; returns the path written.
 
+    ``step``, ``layer`` and ``estimator`` left as None come from ``preset``: ``recommended`` is the aggregation
+    ``attnscope eval`` measured best for the run's model (see :mod:`attnscope.render.preset`), ``none`` the
+    plain mean over everything. The timeline shows every step unless ``step`` says otherwise.
     ``out`` ending in ``.png`` writes one frame (``frame``, default the middle one) instead of a video; for the
     timeline, a strip of up to six evenly spaced steps.
     Segmentation and grid accept several words; the other kinds take the first word and reject more.
     """
     run = run if isinstance(run, Run) else open_run(run)
+    chosen = preset_for(run, preset).selection(run, "mean" if kind == "timeline" and step is None else step,
+                                               layer, estimator)
+    step, layer, estimator = chosen["step"], chosen["layer"], chosen["estimator"]
     if kind not in KINDS:
         raise SelectionError(f"unknown --kind '{kind}'; choose one of {', '.join(KINDS)}")
     if time not in TIME_MODES:
