@@ -75,3 +75,8 @@ def test_render_defaults_to_the_recommended_aggregation(measured, tmp_path):
     assert np.abs(default.astype(int) - plain.astype(int)).max() > 0, "the preset changes the picture"
     renorm = select(measured, "circle", step="4-7", layer="1-2", estimator="renorm")
     assert renorm.attrs["step"] == "4-7" and renorm.attrs["layer"] == "1, 2"
+
+
+def test_value_norm_estimator_needs_a_run_that_captured_it(measured):
+    with pytest.raises(SelectionError, match="--value-norm"):
+        select(measured, "circle", estimator="value-norm")

@@ -16,7 +16,7 @@ import xarray as xr
 from ..errors import SelectionError
 from ..store import Run
 
-ESTIMATORS = ("raw", "renorm")
+ESTIMATORS = ("raw", "renorm", "value-norm")
 AGG_DIMS = ("step", "layer", "head")
 EPS = 1e-8
 RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
@@ -121,13 +121,19 @@ def select(
     head) are kept instead of averaged, first and in that order. ``estimator="renorm"`` divides every query's
     probabilities by its mass on the real prompt tokens before averaging, which removes Wan's padding sink
     (unmasked zero padding takes much of the attention) and makes maps of different steps/layers comparable.
+    ``estimator="value-norm"`` averages ‖p·v·W_o‖, each word's contribution to the attention output (sharper on
+    the toy world; needs a run captured with ``value_norm=True``).
     """
     bad_keep = [d for d in keep if d not in AGG_DIMS]
     if bad_keep:
         raise SelectionError(f"cannot keep {bad_keep}; keep is a subset of {AGG_DIMS}")
     words, where = resolve(run, word, step, layer, head, estimator)
     steps, layers, heads = where["step"], where["layer"], where["head"]
-    maps = run.maps.sel(word=words if not isinstance(word, str) else word, **where).astype("float32")
+    if estimator == "value-norm" and run.value_norm is None:
+        raise SelectionError(f"{run.path} has no value_norm array; generate with --value-norm, or choose estimator "
+                             "raw or renorm")
+    source = run.value_norm if estimator == "value-norm" else run.maps
+    maps = source.sel(word=words if not isinstance(word, str) else word, **where).astype("float32")
     if estimator == "renorm":
         maps = maps / (run.prompt_mass.sel(**where).astype("float32") + EPS)
     reduced = maps.mean([d for d in AGG_DIMS if d not in keep])
