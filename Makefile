@@ -18,7 +18,8 @@ install: $(BIN)/attnscope
 
 demo: install
 	$(BIN)/attnscope generate "a red circle moving left and a blue square moving up" -w circle -w square \
-	  --seed 0 --out runs/demo --overwrite
+	  --seed 0 --out runs/demo --overwrite --value-norm
+	$(BIN)/attnscope render runs/demo -w circle
 	$(BIN)/attnscope render runs/demo -w circle -w square --kind segmentation
 
 chromium:

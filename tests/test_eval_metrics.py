@@ -85,3 +85,16 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     table = np.array([[0.1, 0.2], [0.9, 0.3]])
     best = choose_best_layers(table, [0, 1], [[0], [1]])
     assert best["layers"] == [1] and best["steps"] == [0]
+
+
+def test_full_size_separates_drawn_objects_from_fragments(tmp_path):
+    run = _synthetic_run(tmp_path / "r")
+    big = np.zeros((1, 64, 64), bool)
+    big[0, :40, :40] = True  # 1,600 px
+    small = np.zeros((1, 64, 64), bool)
+    small[0, :20, :20] = True  # 400 px: a fragment
+    assert Sample(run, "circle", "shape", big, "test").full_size
+    assert not Sample(run, "circle", "shape", small, "test").full_size
+    assert not Sample(run, "circle", "shape", np.zeros((1, 64, 64), bool), "test").full_size
+    result = evaluate([Sample(run, "circle", "shape", big, "select"), Sample(run, "square", "shape", small, "test")])
+    assert result["estimators"]["raw"]["n_full_size"] == 0 and np.isnan(result["estimators"]["raw"]["miou_full_size"])
