@@ -1,26 +1,33 @@
 """Pick a word's map out of a run: which steps, layers and heads, averaged how, with which estimator.
 
-Selections are lazy until the end: ``run.maps`` is dask-backed with one chunk per (step, layer) slab, so only the
-slabs of the chosen steps and layers are read from disk.
+Only the chunks a selection needs are read. One word's mean (the viewer's case) indexes the zarr arrays
+directly, reading its (step, layer) slabs of ``maps`` in concurrent batches; given a loader of the word's
+head-mean summary (the viewer keeps one in memory), a mean over all heads is a sum over that summary instead.
+Kept dims and word lists go through the lazy, dask-backed ``run.maps``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dask
+import numpy as np
 import xarray as xr
 
 from ..errors import SelectionError
 from ..store import Run
+from ..store.layout import EPS
 
 ESTIMATORS = ("raw", "renorm", "value-norm")
 AGG_DIMS = ("step", "layer", "head")
-EPS = 1e-8
+BATCH_SLABS = 32  # (step, layer) slabs read per zarr call: enough chunks to decode in parallel, bounded memory
 RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 Spec = str | int | Sequence[Any] | None
+Index = slice | list[int]
+# (word, estimator) -> the word's head-mean summary of every step and layer (step, layer, frame, y, x)
+SummaryLoader = Callable[[str, str], np.ndarray | None]
 
 
 def describe(values: Sequence[Any]) -> str:
@@ -114,6 +121,7 @@ def select(
     head: Spec = "mean",
     estimator: str = "raw",
     keep: Sequence[str] = (),
+    summary: SummaryLoader | None = None,
 ) -> xr.DataArray:
     """A word's map on the latent grid, float32 (frame, y, x), averaged over the chosen steps/layers/heads.
 
@@ -122,7 +130,8 @@ def select(
     probabilities by its mass on the real prompt tokens before averaging, which removes Wan's padding sink
     (unmasked zero padding takes much of the attention) and makes maps of different steps/layers comparable.
     ``estimator="value-norm"`` averages ‖p·v·W_o‖, each word's contribution to the attention output (sharper on
-    the toy world; needs a run captured with ``value_norm=True``).
+    the toy world; needs a run captured with ``value_norm=True``). ``summary`` loads a word's head-mean summary
+    (the viewer passes a cached one; see :func:`mean_map`); without it the mean is taken over the stored maps.
     """
     bad_keep = [d for d in keep if d not in AGG_DIMS]
     if bad_keep:
@@ -132,6 +141,23 @@ def select(
     if estimator == "value-norm" and run.value_norm is None:
         raise SelectionError(f"{run.path} has no value_norm array; generate with --value-norm, or choose estimator "
                              "raw or renorm")
+    if not keep and isinstance(word, str):
+        values = mean_map(run, word, where, estimator, summary)
+        out = xr.DataArray(values, dims=("frame", "y", "x"), coords={"word": word}, name="maps")
+    elif tuple(keep) == ("head",) and isinstance(word, str):
+        values = head_means(run, run.words.index(word), positions(run, where), estimator)
+        out = xr.DataArray(values, dims=("head", "frame", "y", "x"), coords={"head": heads, "word": word},
+                           name="maps")
+    else:
+        out = _select_lazy(run, word, words, where, estimator, keep)
+    out.attrs.update(word=word if isinstance(word, str) else list(words), estimator=estimator,
+                     step=describe(steps), layer=describe(layers), head=describe(heads))
+    return out
+
+
+def _select_lazy(run: Run, word: str | Sequence[str], words: list[str], where: dict[str, list[Any]],
+                 estimator: str, keep: Sequence[str]) -> xr.DataArray:
+    """Through dask: keeps dims and word lists; reads the chosen (step, layer) chunks on two threads."""
     source = run.value_norm if estimator == "value-norm" else run.maps
     maps = source.sel(word=words if not isinstance(word, str) else word, **where).astype("float32")
     if estimator == "renorm":
@@ -139,7 +165,63 @@ def select(
     reduced = maps.mean([d for d in AGG_DIMS if d not in keep])
     order = [*keep, *(["word"] if "word" in reduced.dims else []), "frame", "y", "x"]
     with dask.config.set(scheduler="threads"):
-        out = reduced.transpose(*order).compute()
-    out.attrs.update(word=word if isinstance(word, str) else list(words), estimator=estimator,
-                     step=describe(steps), layer=describe(layers), head=describe(heads))
-    return out
+        return reduced.transpose(*order).compute()
+
+
+def _index(positions: list[int]) -> Index:
+    """A slice when the positions are contiguous (numpy then takes a view, zarr a plain region), else the list."""
+    if positions == list(range(positions[0], positions[0] + len(positions))):
+        return slice(positions[0], positions[0] + len(positions))
+    return positions
+
+
+def positions(run: Run, where: dict[str, list[Any]]) -> dict[str, list[int]]:
+    """Array positions of the selected steps (steps are their own index), layers and heads."""
+    return {"step": [int(s) for s in where["step"]],
+            "layer": [run.meta["layers"].index(v) for v in where["layer"]],
+            "head": [run.meta["heads"].index(v) for v in where["head"]]}
+
+
+def summary_block(run: Run, word: str, estimator: str) -> np.ndarray | None:
+    """The word's head-mean summary of every step and layer, fp16 (step, layer, frame, y, x), or None when the
+    run has no summary. The viewer keeps it in memory (fp16 halves that memory; sums accumulate in float32): any
+    step x layer range is then one sum."""
+    array = run.summary(estimator)
+    if array is None:
+        return None
+    return array[:, :, run.words.index(word)]
+
+
+def mean_map(run: Run, word: str, where: dict[str, list[Any]], estimator: str,
+             summary: SummaryLoader | None = None) -> np.ndarray:
+    """One word's mean over the selected steps, layers and heads, float32 (frame, y, x), read straight from zarr.
+
+    Over all heads and more than one slab, when ``summary`` gives the word's head-mean summary, it averages that
+    (in memory: a sum, whatever the range; exact up to the summary's fp16 rounding, ~5e-4 relative). Otherwise,
+    and for runs written without a summary, it reads the selected slabs of ``maps``.
+    """
+    pos = positions(run, where)
+    all_heads = len(pos["head"]) == len(run.meta["heads"])
+    if summary is not None and all_heads and len(pos["step"]) * len(pos["layer"]) > 1:
+        block = summary(word, estimator)
+        if block is not None:
+            return block[_index(pos["step"])][:, _index(pos["layer"])].mean((0, 1), dtype=np.float32)
+    return head_means(run, run.words.index(word), pos, estimator).mean(0)
+
+
+def head_means(run: Run, word: int, pos: dict[str, list[int]], estimator: str) -> np.ndarray:
+    """Mean of ``maps`` (``value_norm`` for that estimator) over the selected slabs, per selected head, float32
+    (head, frame, y, x). Read in batches of about ``BATCH_SLABS`` slabs: zarr decodes a batch's chunks
+    concurrently, and memory stays bounded for long ranges."""
+    maps = run.array("value_norm" if estimator == "value-norm" else "maps")
+    mass = run.array("prompt_mass")
+    steps, layers, heads = pos["step"], _index(pos["layer"]), _index(pos["head"])
+    per = max(1, BATCH_SLABS // len(pos["layer"]))
+    total = np.zeros((len(pos["head"]), *maps.shape[-3:]), np.float32)
+    for start in range(0, len(steps), per):
+        batch = _index(steps[start:start + per])
+        values = maps.oindex[batch, layers, heads, word].astype(np.float32)  # (step, layer, head, F, Y, X)
+        if estimator == "renorm":
+            values /= mass.oindex[batch, layers, heads].astype(np.float32) + EPS
+        total += values.sum((0, 1))
+    return total / (len(steps) * len(pos["layer"]))

@@ -11,7 +11,7 @@ import xarray as xr
 import zarr
 
 from ..errors import RunFormatError
-from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS
+from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS
 
 
 class Run:
@@ -31,6 +31,7 @@ class Run:
             self.meta: dict[str, Any] = json.loads(meta_file.read_text())
         except json.JSONDecodeError as exc:
             raise RunFormatError(f"{meta_file} is not valid JSON ({exc}); the run is damaged") from exc
+        self._arrays: dict[str, zarr.Array | None] = {}
         for key in ("grid", "layers", "heads", "num_steps"):
             if key not in self.meta:
                 raise RunFormatError(f"{meta_file} lacks '{key}'; the run is damaged or from another tool")
@@ -52,12 +53,24 @@ class Run:
         p = self.path / "video.mp4"
         return p if p.exists() else None
 
-    def _open(self, name: str) -> zarr.Array | None:
+    @cached_property
+    def _group(self) -> zarr.Group:
         store = self.path / "maps.zarr"
         if not store.exists():
             raise RunFormatError(f"{self.path} has no maps.zarr; the run never captured a step")
-        group = zarr.open_group(store, mode="r")
-        return group.get(name, None)
+        return zarr.open_group(store, mode="r")
+
+    def array(self, name: str) -> zarr.Array | None:
+        """The zarr array ``name`` (e.g. "maps"), or None when the run lacks it: for direct indexing, where a
+        lazy xarray's graph would cost more than reading one chunk."""
+        if name not in self._arrays:
+            self._arrays[name] = self._group.get(name, None)
+        return self._arrays[name]
+
+    def summary(self, estimator: str = "raw") -> zarr.Array | None:
+        """The mean over heads for ``estimator`` as a zarr array (step, layer, word, frame, y, x); None for runs
+        written before summaries existed and for estimators without one (value-norm)."""
+        return self.array(SUMMARIES[estimator]) if estimator in SUMMARIES else None
 
     def _coords(self, dims: tuple[str, ...]) -> dict[str, Any]:
         coords = {
@@ -69,7 +82,7 @@ class Run:
         return {d: coords[d] for d in dims if d in coords}
 
     def _lazy(self, name: str, dims: tuple[str, ...]) -> xr.DataArray | None:
-        array = self._open(name)
+        array = self.array(name)
         if array is None:
             return None
         import dask.array as da  # lazy: only readers need dask
@@ -86,6 +99,12 @@ class Run:
     def prompt_mass(self) -> xr.DataArray:
         """Attention on the real prompt tokens (not padding) per query, to renormalize maps."""
         return self._lazy("prompt_mass", MASS_DIMS)
+
+    @cached_property
+    def head_mean(self) -> xr.DataArray | None:
+        """Maps averaged over the kept heads (step, layer, word, frame, y, x), written beside ``maps`` so long
+        step/layer means read few chunks; None for runs written before it existed."""
+        return self._lazy(SUMMARIES["raw"], SUMMARY_DIMS)
 
     @cached_property
     def value_norm(self) -> xr.DataArray | None:

@@ -21,7 +21,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import RunExistsError
-from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, is_run
+from .layout import EPS, MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS, is_run
 
 FORMAT = "attnscope.run/1"
 
@@ -44,6 +44,14 @@ def _as_numpy(value) -> np.ndarray:
     return value.astype(np.float16, copy=False)  # a view of a pinned buffer: stacked/encoded before release
 
 
+def head_means(maps: np.ndarray, mass: np.ndarray) -> dict[str, np.ndarray]:
+    """Each summary of slabs ``maps`` [..., head, word, F, Y, X] and ``mass`` [..., head, F, Y, X]: the mean
+    over heads per estimator (float32 accumulation), keyed by array name, [..., word, F, Y, X] float32."""
+    m = maps.astype(np.float32)
+    renorm = m / (mass.astype(np.float32)[..., None, :, :, :] + EPS)
+    return {SUMMARIES["raw"]: m.mean(-5), SUMMARIES["renorm"]: renorm.mean(-5)}
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -57,6 +65,8 @@ class RunWriter:
 
     Writes go through one background thread so the caller (the denoising loop) never waits on compression or
     the disk; ``end_step`` and ``close`` wait for the queue to drain, so meta.json only claims finished steps.
+    Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
+    (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab.
     """
 
     def __init__(
@@ -110,6 +120,11 @@ class RunWriter:
                 dimension_names=MASS_DIMS, **common,
             ),
         }
+        for name in SUMMARIES.values():
+            self.arrays[name] = self.group.create_array(
+                name, shape=(num_steps, n_l, n_w, f, y, x), chunks=(1, n_l, 1, f, y, x),
+                dimension_names=SUMMARY_DIMS, **common,
+            )
         for name in extras:
             self.arrays[name] = self.group.create_array(
                 name, shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
@@ -149,23 +164,26 @@ class RunWriter:
                 self._queue.task_done()
 
     def _write_step(self, step: int, layers: dict[int, tuple[dict, object]]) -> int:
-        """Write every layer slab of a step; one zarr call per array when all layers are present.
+        """Write every layer slab of a step and its head means; one zarr call per array when all layers are
+        present.
 
-        Returns the number of (uncompressed) bytes written.
+        Returns the number of (uncompressed) bytes of slabs written.
         """
-        nbytes = 0
         for _, ready in layers.values():
             if ready is not None:
                 ready.synchronize()  # CUDA event: the async device-to-host copy has landed
-        names = next(iter(layers.values()))[0].keys() if layers else ()
+        slabs = {pos: {name: _as_numpy(value) for name, value in entry.items()} for pos, (entry, _) in layers.items()}
+        nbytes = sum(value.nbytes for values in slabs.values() for value in values.values())
+        for values in slabs.values():
+            means = head_means(values["maps"], values["prompt_mass"])
+            values.update({name: mean.astype(np.float16) for name, mean in means.items()})
+        names = next(iter(slabs.values())).keys() if slabs else ()
         for name in names:
-            slabs = {pos: _as_numpy(entry[0][name]) for pos, entry in layers.items()}
-            nbytes += sum(v.nbytes for v in slabs.values())
             if len(slabs) == len(self.layers):
-                self.arrays[name][step] = np.stack([slabs[pos] for pos in range(len(self.layers))])
+                self.arrays[name][step] = np.stack([slabs[pos][name] for pos in range(len(self.layers))])
             else:
-                for pos, value in slabs.items():
-                    self.arrays[name][step, pos] = value
+                for pos, values in slabs.items():
+                    self.arrays[name][step, pos] = values[name]
         if self._release is not None:
             for entry, _ in layers.values():
                 for value in entry.values():
