@@ -77,6 +77,9 @@ def bench(root: Path, rel: str, repeats: int) -> dict:
     h = Handlers(viewer)
     results: dict[str, list[float]] = {}
     results["open run + decode video + first frame (cold)"] = [timed(h, rel, defaults())]
+    results["first mean of a word (reads its head-mean summary, cold)"] = [
+        timed(h, rel, defaults(step_mean=True, layer_mean=True, step_range="1-48"))]
+    viewer._prefetch.submit(lambda: None).result()  # the other words' summaries, read in the background
     cases = {  # each repeat changes the control to a value not seen before where it matters (cold chunks)
         "word": lambda i: defaults(word=WORDS[1 + i % 3], step=48 - i),
         "step (slider, new chunk)": lambda i: defaults(step=40 - i),
@@ -89,11 +92,27 @@ def bench(root: Path, rel: str, repeats: int) -> dict:
         "step mean over 5 steps (45-49)": lambda i: defaults(step_mean=True, step_range="45-49", layer=i),
         "layer mean over all 30 layers": lambda i: defaults(layer_mean=True, step=10 + i),
         "step mean over all 50 steps": lambda i: defaults(step_mean=True, layer=i + 16),
+        "step and layer mean (steps i-49, all layers: ~1,500 slabs)": lambda i: defaults(
+            step_mean=True, step_range=f"{i}-49", layer_mean=True),
+        "word, under a step mean over all 50 steps": lambda i: defaults(word=WORDS[(i + 1) % 4], step_mean=True,
+                                                                         layer=i),
+        "estimator renorm, step mean over all 50 steps": lambda i: defaults(estimator="renorm", step_mean=True,
+                                                                            layer=i + 8),
+        "one head, step mean over 5 steps (45-49)": lambda i: defaults(
+            head_mean=False, head=i % 12, step_mean=True, step_range="45-49", layer=i + 1),
+        "one head, layer mean over all 30 layers": lambda i: defaults(head_mean=False, head=i % 12,
+                                                                      layer_mean=True, step=i + 1),
+        "one head, step mean over all 50 steps (new layer: 50 chunks read)": lambda i: defaults(
+            head_mean=False, head=i % 12, step_mean=True, layer=i + 9),
+        "head slider under a step mean over all 50 steps": lambda i: defaults(
+            head_mean=False, head=min(i, 11), step_mean=True, layer=8),
     }
     for name, make in cases.items():
         timed(h, rel, make(repeats + 5))  # warm the code path, not the data
+        viewer._prefetch.submit(lambda: None).result()  # summaries the warm-up read in the background
         results[name] = [timed(h, rel, make(i)) for i in range(repeats)]
-    results["step AND layer mean (all 1500 slabs, once)"] = [timed(h, rel, defaults(step_mean=True, layer_mean=True))]
+    results["one head, step and layer mean (all 1500 slabs, once)"] = [
+        timed(h, rel, defaults(step_mean=True, layer_mean=True, head_mean=False, head=5))]
     return {name: {"median_ms": round(statistics.median(v), 1), "max_ms": round(max(v), 1), "n": len(v)}
             for name, v in results.items()}
 

@@ -2,7 +2,8 @@
 
 Why caches: a 1.3B run's store holds gigabytes; one (step, layer) slab is one chunk of a few MB. Opening a run
 and decoding its video happen once; a selection (word x steps x layers x heads) is read once from its chunks and
-then reused by every control that only changes how it is drawn (colormap, normalization, opacity, frame).
+then reused by every control that only changes how it is drawn (colormap, normalization, opacity, frame). A
+word's head-mean summary is read once too, so every step x layer mean over all heads is a sum in memory.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import atexit
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -19,7 +21,7 @@ import xarray as xr
 
 from ..errors import RunFormatError
 from ..render import select
-from ..render.selection import Spec
+from ..render.selection import Spec, describe, resolve, summary_block
 from ..store import Run, open_run
 from ..video import read_mp4
 from .cache import LRU
@@ -46,6 +48,8 @@ class Viewer:
         self._runs: LRU[Run] = LRU(8)
         self._videos: LRU[np.ndarray | None] = LRU(3)
         self._maps: LRU[xr.DataArray] = LRU(64)
+        self._summaries: LRU[np.ndarray | None] = LRU(8)  # ~100 MB each for a 1.3B run (50 x 30 x 21x30x52 fp16)
+        self._prefetch = ThreadPoolExecutor(1, thread_name_prefix="attnscope-prefetch")
         self._thumbs: LRU[np.ndarray | None] = LRU(256)
 
     def path(self, rel: str | Path) -> Path:
@@ -73,7 +77,33 @@ class Viewer:
                   estimator: str = "raw") -> xr.DataArray:
         """``render.select`` cached by everything that decides its values (float32 (frame, y, x))."""
         key = (run.path, meta_mtime(run.path), word, str(step), str(layer), str(head), estimator)
-        return self._maps.get(key, lambda: select(run, word, step, layer, head, estimator))
+        return self._maps.get(key, lambda: self._select(run, word, step, layer, head, estimator))
+
+    def _select(self, run: Run, word: str, step: Spec, layer: Spec, head: Spec, estimator: str) -> xr.DataArray:
+        """Means over all heads come from the word's summary. Some heads over several slabs are picked from the
+        means of every head, kept: reading those slabs decodes all heads anyway, so the head slider then moves
+        without reading them again."""
+        _, where = resolve(run, word, step, layer, head, estimator)
+        heads = where["head"]
+        if len(where["step"]) * len(where["layer"]) == 1 or len(heads) == len(run.meta["heads"]):
+            return select(run, word, step, layer, head, estimator, summary=lambda w, e: self.summary(run, w, e))
+        key = (run.path, meta_mtime(run.path), word, str(step), str(layer), "each head", estimator)
+        each = self._maps.get(key, lambda: select(run, word, step, layer, "mean", estimator, keep=("head",)))
+        out = each.sel(head=heads).mean("head")
+        out.attrs.update(each.attrs, head=describe(heads))
+        return out
+
+    def summary(self, run: Run, word: str, estimator: str) -> np.ndarray | None:
+        """The word's head-mean summary of every step and layer, read once per run state: a mean over any step x
+        layer range is then a sum in memory (``render.selection.mean_map``). The run's other words are then
+        read in the background, so switching word under a mean does not wait for the disk."""
+        mtime = meta_mtime(run.path)
+        block = self._summaries.get((run.path, mtime, word, estimator), lambda: summary_block(run, word, estimator))
+        for other in run.words if block is not None else ():
+            key = (run.path, mtime, other, estimator)
+            if key not in self._summaries:
+                self._prefetch.submit(self._summaries.get, key, lambda o=other: summary_block(run, o, estimator))
+        return block
 
     def thumbnail(self, rel: str, long_side: int = 160) -> np.ndarray | None:
         """First video frame (else the last preview), downscaled; None when the run has neither."""
