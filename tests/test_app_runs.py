@@ -112,3 +112,32 @@ def test_heads_averaged_at_capture_and_single_step_runs(tmp_path):
     assert opened[-1] == "" and opened[3].interactive is False and opened[1].interactive is False
     image, caption, card = h.still("m", *CONTROLS[:8], False, *CONTROLS[9:])  # "mean over heads" unticked
     assert card == "" and "head mean" in caption and image.shape == (256, 256, 3)
+
+
+def test_opening_a_run_of_a_measured_model_shows_its_recommended_view(tmp_path):
+    from attnscope.render.preset import PRESET_FILE
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / PRESET_FILE).write_text(json.dumps({"estimator": "renorm", "layers": [1, 2],
+                                                 "step_fraction": [0.5, 1.0], "source": "measured here"}))
+    runs = tmp_path / "runs"
+    for name, model_id in (("measured", str(model)), ("plain", "nowhere")):
+        path = make_synthetic_run(runs / name, num_steps=8, layers=4, heads=2, previews=False)
+        meta = json.loads((path / "meta.json").read_text())
+        meta["model"]["id"] = model_id
+        (path / "meta.json").write_text(json.dumps(meta))
+    h = Handlers(Viewer(runs))
+    opened = h.open("measured")
+    assert opened[-1] == "" and tuple(opened[-6:-1]) == (True, "4-7", True, "1, 2", "renorm")
+    assert "recommended view: measured here" in opened[7]
+    controls = list(CONTROLS)
+    controls[1:7] = [0, True, "4-7", 0, True, "1, 2"]
+    controls[14] = "renorm"
+    image, caption, card = h.still("measured", *controls)
+    assert card == "" and "4-7" in caption
+    default, _, _ = h.still("measured", *CONTROLS)
+    assert np.abs(image.astype(int) - default.astype(int)).max() > 0, "the recommended view is a different map"
+    plain = h.open("plain")
+    assert plain[-1] == "" and tuple(plain[-6:-1]) == (False, "", False, "", "raw")
+    assert "recommended" not in plain[7]

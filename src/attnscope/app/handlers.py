@@ -17,7 +17,9 @@ import gradio as gr
 
 from ..errors import AttnscopeError
 from ..render.colors import CMAPS
+from ..render.preset import NO_PRESET, recommended
 from ..render.selection import describe
+from ..store import Run
 from . import charts, compare, explore, views
 from .cards import error_card, meta_table, run_cards
 from .explore import Controls
@@ -70,6 +72,20 @@ def guarded(n_outputs: int) -> Callable:
     return wrap
 
 
+def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str], str]:
+    """(step_mean, step_range, layer_mean, layer_range, estimator) for the run's model's recommended view, and a
+    line saying where it comes from; a model nobody measured gets the plain defaults (last step, middle layer)."""
+    preset = recommended(run)
+    if preset is NO_PRESET:
+        return (False, "", False, "", "raw"), ""
+    sel = preset.selection(run)
+
+    def span(value) -> str:
+        return "" if isinstance(value, str) else describe(value)
+
+    return (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"]), f" · recommended view: {preset.source}"
+
+
 def _slider(count: int, value: int, label: str) -> gr.Slider:
     """A position slider over ``count`` items; with one item it stays at 0 (Gradio needs minimum < maximum)."""
     return gr.Slider(minimum=0, maximum=max(count - 1, 1), value=value, interactive=count > 1, label=label)
@@ -101,7 +117,8 @@ class Handlers:
                 gr.Dropdown(choices=rels))
 
     def open(self, rel: str | None) -> tuple:
-        """Fit the controls to the chosen run: its words, steps, layers, heads, frames; its video and meta."""
+        """Fit the controls to the chosen run: its words, steps, layers, heads, frames; its video and meta; and the
+        recommended view (step and layer ranges, estimator) when the run's model has one."""
         try:
             run = self.viewer.run(rel)
             steps, layers, heads = run.steps_done, run.meta["layers"], run.meta["heads"]
@@ -110,9 +127,10 @@ class Handlers:
             total = explore.frame_count(self.viewer, run)
             averaged = heads == ["mean"]
             baseline = compare.find_baseline(self.viewer, rel) if run.meta.get("bends") else None
+            view, source = preset_controls(run)
             info = (f"**{run.meta.get('prompt', '')}** · steps {describe(steps)} of {run.meta['num_steps']} · "
                     f"layers {describe(layers)} · heads {describe(heads)}"
-                    + ("" if run.complete else " · *incomplete run*"))
+                    + ("" if run.complete else " · *incomplete run*") + source)
             return (
                 gr.Dropdown(choices=run.words, value=run.words[0] if run.words else None),
                 _slider(len(steps), len(steps) - 1, f"step (of {describe(steps)})"),
@@ -122,10 +140,10 @@ class Handlers:
                 _slider(total, total // 2, "frame"),
                 _slider(total, total // 2, "frame (both sides)"),
                 str(run.video_path) if run.video_path else None,
-                info, meta_table(run.meta), baseline, "",
+                info, meta_table(run.meta), baseline, *view, "",
             )
         except Exception as exc:  # shown as a card; the controls keep their state
-            return (*([gr.skip()] * 10), failure(exc, rel))
+            return (*([gr.skip()] * 15), failure(exc, rel))
 
     # Explore
     def still(self, rel: str, *values: Any) -> tuple:

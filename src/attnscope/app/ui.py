@@ -40,7 +40,9 @@ def _explore_controls() -> dict[str, gr.components.Component]:
     c["frame"] = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame")
     with gr.Row():
         c["estimator"] = gr.Radio(list(ESTIMATORS), value="raw", label="estimator",
-                                  info="renorm divides by the mass on real prompt tokens (removes the padding sink)")
+                                  info="renorm divides by the mass on real prompt tokens (removes the padding sink); "
+                                  "value-norm is the word's share of the attention output (runs made with "
+                                  "--value-norm)")
         c["colorbar"] = gr.Checkbox(True, label="colour bar")
     return c
 
@@ -107,7 +109,9 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
         refresh.click(h.refresh, [run], [cards, run, baseline], api_name="refresh")
         demo.load(h.refresh, [run], [cards, run, baseline], api_name=False)
         opened = run.change(h.open, [run], [ctl["word"], ctl["step"], ctl["layer"], ctl["head"], ctl["frame"],
-                                            cmp_frame, original, info, meta, baseline, status], api_name="open")
+                                            cmp_frame, original, info, meta, baseline, ctl["step_mean"],
+                                            ctl["step_range"], ctl["layer_mean"], ctl["layer_range"],
+                                            ctl["estimator"], status], api_name="open")
         opened.then(h.still, [run, *inputs], [still, caption, status], **LIVE, api_name=False)
         for comp in inputs:
             comp.change(h.still, [run, *inputs], [still, caption, status], **LIVE,
