@@ -155,3 +155,15 @@ def test_a_step_with_missing_layers_gets_the_summary_of_the_layers_it_has(tmp_pa
     summary = open_run(tmp_path / "run").summary("raw")[0]  # (layer, word, F, Y, X)
     np.testing.assert_allclose(summary[[0, 2]], np.stack([maps.astype(np.float32).mean(0)] * 2), rtol=1e-3)
     assert np.isnan(summary[1]).all()
+
+
+def test_a_captured_run_gets_summaries_made_on_the_capture_device(tiny_pipes, tmp_path):
+    import attnscope
+
+    run = attnscope.generate(tiny_pipes["t2v"], "a red cat playing with a ball", tmp_path / "r", words=["cat", "ball"],
+                             quiet=True, num_frames=9, height=32, width=64, num_inference_steps=3)
+    maps = run.array("maps")[:].astype(np.float32)
+    mass = run.array("prompt_mass")[:].astype(np.float32)
+    np.testing.assert_allclose(run.summary("raw")[:], maps.mean(2), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(run.summary("renorm")[:], (maps / (mass[:, :, :, None] + EPS)).mean(2), rtol=1e-3,
+                               atol=1e-6)

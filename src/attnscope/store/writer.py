@@ -17,6 +17,7 @@ from queue import Queue
 from typing import Any
 
 import numpy as np
+import torch
 import zarr
 from zarr.codecs import BloscCodec
 
@@ -44,12 +45,17 @@ def _as_numpy(value) -> np.ndarray:
     return value.astype(np.float16, copy=False)  # a view of a pinned buffer: stacked/encoded before release
 
 
-def head_means(maps: np.ndarray, mass: np.ndarray) -> dict[str, np.ndarray]:
-    """Each summary of slabs ``maps`` [..., head, word, F, Y, X] and ``mass`` [..., head, F, Y, X]: the mean
-    over heads per estimator (float32 accumulation), keyed by array name, [..., word, F, Y, X] float32."""
-    m = maps.astype(np.float32)
-    renorm = m / (mass.astype(np.float32)[..., None, :, :, :] + EPS)
-    return {SUMMARIES["raw"]: m.mean(-5), SUMMARIES["renorm"]: renorm.mean(-5)}
+def head_means(maps, mass) -> dict[str, torch.Tensor]:
+    """The summaries of slabs ``maps`` [..., head, word, F, Y, X] and ``mass`` [..., head, F, Y, X] (tensors on
+    any device, or numpy): the mean over heads per estimator, keyed by array name, [..., word, F, Y, X] float16.
+
+    Inputs are rounded to fp16 first, so a summary is the mean of exactly what the store holds; torch does the
+    arithmetic so it runs on the capture's device (on a GPU the writer thread gets the small result) or, on the
+    CPU, in parallel outside the GIL.
+    """
+    m = torch.as_tensor(maps).to(torch.float16).float()
+    w = torch.as_tensor(mass).to(torch.float16).float().unsqueeze(-4) + EPS
+    return {SUMMARIES["raw"]: m.mean(-5).half(), SUMMARIES["renorm"]: (m / w).mean(-5).half()}
 
 
 def _json_default(obj: Any) -> Any:
@@ -175,8 +181,9 @@ class RunWriter:
         slabs = {pos: {name: _as_numpy(value) for name, value in entry.items()} for pos, (entry, _) in layers.items()}
         nbytes = sum(value.nbytes for values in slabs.values() for value in values.values())
         for values in slabs.values():
-            means = head_means(values["maps"], values["prompt_mass"])
-            values.update({name: mean.astype(np.float16) for name, mean in means.items()})
+            if not all(name in values for name in SUMMARIES.values()):  # the capture usually made them on device
+                values.update({name: mean.numpy() for name, mean in head_means(values["maps"],
+                                                                               values["prompt_mass"]).items()})
         names = next(iter(slabs.values())).keys() if slabs else ()
         for name in names:
             if len(slabs) == len(self.layers):
