@@ -167,3 +167,17 @@ def test_a_captured_run_gets_summaries_made_on_the_capture_device(tiny_pipes, tm
     np.testing.assert_allclose(run.summary("raw")[:], maps.mean(2), rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(run.summary("renorm")[:], (maps / (mass[:, :, :, None] + EPS)).mean(2), rtol=1e-3,
                                atol=1e-6)
+
+
+def test_opening_a_run_starts_reading_its_first_words_summary(root):
+    pytest.importorskip("gradio")
+    from attnscope.app.handlers import Handlers
+    from attnscope.app.session import Viewer
+
+    viewer = Viewer(root)
+    assert Handlers(viewer).open("new")[-1] == ""
+    viewer._prefetch.submit(lambda: None).result()  # one worker: the prefetch queued by open is done
+    assert viewer._summaries.misses == 1
+    viewer.selection(viewer.run("new"), "circle", "mean", "mean", "mean")
+    viewer._prefetch.submit(lambda: None).result()
+    assert viewer._summaries.misses == 2, "circle was read once (at open), then square in the background"

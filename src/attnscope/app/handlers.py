@@ -128,6 +128,8 @@ class Handlers:
             averaged = heads == ["mean"]
             baseline = compare.find_baseline(self.viewer, rel) if run.meta.get("bends") else None
             view, source = preset_controls(run)
+            if run.words:
+                self.viewer.prefetch(run, run.words[0])
             info = (f"**{run.meta.get('prompt', '')}** · steps {describe(steps)} of {run.meta['num_steps']} · "
                     f"layers {describe(layers)} · heads {describe(heads)}"
                     + ("" if run.complete else " · *incomplete run*") + source)
