@@ -30,7 +30,7 @@ from .errors import AttnscopeError
 from .models import wan
 from .store import RunWriter, open_run
 from .store.size import check_fits, estimate_store_bytes
-from .store.writer import head_means
+from .store.writer import summaries_of
 
 HOOK_NAME = "attnscope"
 
@@ -346,7 +346,7 @@ class Trace(AbstractContextManager):
         f, y, x = call.grid
         grid_maps = maps.unflatten(-1, (f, y, x))  # [H, W, S] -> [H, W, F, Y, X]
         grid_mass = mass.unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
-        tensors = {"maps": grid_maps, "prompt_mass": grid_mass, **head_means(grid_maps, grid_mass)}
+        tensors = {"maps": grid_maps, "prompt_mass": grid_mass, **summaries_of(grid_maps, grid_mass)}
         if vnorm is not None:
             tensors["value_norm"] = vnorm.unflatten(-1, (f, y, x))
         host, ready = self._transfer.start(tensors)

@@ -45,7 +45,7 @@ def _as_numpy(value) -> np.ndarray:
     return value.astype(np.float16, copy=False)  # a view of a pinned buffer: stacked/encoded before release
 
 
-def head_means(maps, mass) -> dict[str, torch.Tensor]:
+def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
     """The summaries of slabs ``maps`` [..., head, word, F, Y, X] and ``mass`` [..., head, F, Y, X] (tensors on
     any device, or numpy): the mean over heads per estimator, keyed by array name, [..., word, F, Y, X] float16.
 
@@ -182,7 +182,7 @@ class RunWriter:
         nbytes = sum(value.nbytes for values in slabs.values() for value in values.values())
         for values in slabs.values():
             if not all(name in values for name in SUMMARIES.values()):  # the capture usually made them on device
-                values.update({name: mean.numpy() for name, mean in head_means(values["maps"],
+                values.update({name: mean.numpy() for name, mean in summaries_of(values["maps"],
                                                                                values["prompt_mass"]).items()})
         names = next(iter(slabs.values())).keys() if slabs else ()
         for name in names:
