@@ -44,7 +44,7 @@ def test_summary_is_the_mean_over_heads_of_the_stored_maps(root):
     mass = run.array("prompt_mass")[:].astype(np.float32)
     raw, renorm = run.summary("raw")[:], run.summary("renorm")[:]
     assert raw.dtype == np.float16 and raw.shape == (6, 4, 2, 5, 16, 16)
-    assert run.summary("raw").chunks == (1, 4, 1, 5, 16, 16)  # one chunk per (step, word), all layers
+    assert run.summary("raw").chunks == (1, 4, 2, 5, 16, 16)  # small: all words and layers of a step together
     np.testing.assert_allclose(raw, maps.mean(2), rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(renorm, (maps / (mass[:, :, :, None] + EPS)).mean(2), rtol=1e-3, atol=1e-6)
     np.testing.assert_array_equal(run.head_mean.values, raw)
@@ -181,3 +181,11 @@ def test_opening_a_run_starts_reading_its_first_words_summary(root):
     viewer.selection(viewer.run("new"), "circle", "mean", "mean", "mean")
     viewer._prefetch.submit(lambda: None).result()
     assert viewer._summaries.misses == 2, "circle was read once (at open), then square in the background"
+
+
+def test_summary_chunks_hold_one_word_when_a_words_slab_is_large():
+    from attnscope.store.writer import summary_words
+
+    assert summary_words(30, 8, (21, 30, 52)) == 1  # Wan2.1-1.3B 480p: 2 MB per word
+    assert summary_words(8, 11, (5, 16, 16)) == 11  # the toy model: 20 KB per word
+    assert summary_words(8, 200, (5, 16, 16)) == 51  # up to 1 MB per chunk

@@ -25,6 +25,7 @@ from ..errors import RunExistsError
 from .layout import EPS, MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS, is_run
 
 FORMAT = "attnscope.run/1"
+SUMMARY_CHUNK_BYTES = 1 << 20
 
 
 def _compressor() -> BloscCodec:
@@ -56,6 +57,14 @@ def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
     m = torch.as_tensor(maps).to(torch.float16).float()
     w = torch.as_tensor(mass).to(torch.float16).float().unsqueeze(-4) + EPS
     return {SUMMARIES["raw"]: m.mean(-5).half(), SUMMARIES["renorm"]: (m / w).mean(-5).half()}
+
+
+def summary_words(layers: int, words: int, grid: tuple[int, int, int]) -> int:
+    """Words per summary chunk: one when a word's slab of all layers is large (a viewer reads one word's summary
+    without decoding the others'), several up to ``SUMMARY_CHUNK_BYTES`` when it is small (a toy run's would be
+    20 KB chunks, whose per-chunk cost the writer would pay on every step)."""
+    per_word = layers * grid[0] * grid[1] * grid[2] * 2  # fp16
+    return max(1, min(words, SUMMARY_CHUNK_BYTES // per_word))
 
 
 def _json_default(obj: Any) -> Any:
@@ -128,7 +137,7 @@ class RunWriter:
         }
         for name in SUMMARIES.values():
             self.arrays[name] = self.group.create_array(
-                name, shape=(num_steps, n_l, n_w, f, y, x), chunks=(1, n_l, 1, f, y, x),
+                name, shape=(num_steps, n_l, n_w, f, y, x), chunks=(1, n_l, summary_words(n_l, n_w, grid), f, y, x),
                 dimension_names=SUMMARY_DIMS, **common,
             )
         for name in extras:
