@@ -189,3 +189,30 @@ def test_summary_chunks_hold_one_word_when_a_words_slab_is_large():
     assert summary_words(30, 8, (21, 30, 52)) == 1  # Wan2.1-1.3B 480p: 2 MB per word
     assert summary_words(8, 11, (5, 16, 16)) == 11  # the toy model: 20 KB per word
     assert summary_words(8, 200, (5, 16, 16)) == 51  # up to 1 MB per chunk
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_small_runs_write_summaries_at_close_large_ones_per_step(tmp_path, monkeypatch, deferred):
+    import attnscope.store.writer as writer_module
+    from attnscope.store import RunWriter
+
+    if not deferred:
+        monkeypatch.setattr(writer_module, "DEFER_SUMMARY_BYTES", 0)
+    rng = np.random.default_rng(0)
+    writer = RunWriter(tmp_path / "r", {"prompt": "x"}, words=["a", "b"], layers=[0, 1], heads=[0, 1, 2],
+                       num_steps=3, grid=(2, 4, 4))
+    maps = rng.random((3, 2, 2, 4, 4)).astype(np.float16)
+    mass = rng.random((3, 2, 4, 4)).astype(np.float16)
+    for step in range(2):
+        for layer in (0, 1):
+            writer.write(step, layer, maps, mass)
+        writer.end_step(step, {})
+    writer.flush()
+    during = open_run(tmp_path / "r")
+    assert (during.summary("raw") is None) == deferred  # in progress: a small run's readers use the slabs
+    assert np.isfinite(select(during, "a", step="0-1")).all()
+    writer.close(complete=False)
+    after = open_run(tmp_path / "r").summary("raw")[:]
+    np.testing.assert_allclose(after[:2], np.broadcast_to(maps.astype(np.float32).mean(0), (2, 2, 2, 2, 4, 4)),
+                               rtol=1e-3)
+    assert np.isnan(after[2]).all(), "the step never written stays empty"

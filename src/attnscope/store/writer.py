@@ -26,6 +26,7 @@ from .layout import EPS, MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_
 
 FORMAT = "attnscope.run/1"
 SUMMARY_CHUNK_BYTES = 1 << 20
+DEFER_SUMMARY_BYTES = 64 << 20  # summaries up to this size stay in memory until the run closes
 
 
 def _compressor() -> BloscCodec:
@@ -81,7 +82,8 @@ class RunWriter:
     Writes go through one background thread so the caller (the denoising loop) never waits on compression or
     the disk; ``end_step`` and ``close`` wait for the queue to drain, so meta.json only claims finished steps.
     Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
-    (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab.
+    (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab. A
+    small run's summaries are written once, at close; until then readers fall back to the slabs.
     """
 
     def __init__(
@@ -135,11 +137,14 @@ class RunWriter:
                 dimension_names=MASS_DIMS, **common,
             ),
         }
+        summary_shape = (num_steps, n_l, n_w, f, y, x)
+        self._summary_chunks = (1, n_l, summary_words(n_l, n_w, grid), f, y, x)
+        # a small run keeps its summaries in memory and writes each once at close: per-step writes of a few KB
+        # would cost the writer a zarr call per array per step, on the CPU beside the denoising loop
+        self._deferred = np.prod(summary_shape) * 2 * len(SUMMARIES) <= DEFER_SUMMARY_BYTES
         for name in SUMMARIES.values():
-            self.arrays[name] = self.group.create_array(
-                name, shape=(num_steps, n_l, n_w, f, y, x), chunks=(1, n_l, summary_words(n_l, n_w, grid), f, y, x),
-                dimension_names=SUMMARY_DIMS, **common,
-            )
+            self.arrays[name] = (np.full(summary_shape, np.nan, np.float16) if self._deferred
+                                 else self._summary_array(name, summary_shape))
         for name in extras:
             self.arrays[name] = self.group.create_array(
                 name, shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
@@ -177,6 +182,17 @@ class RunWriter:
                 self._error = exc
             finally:
                 self._queue.task_done()
+
+    def _summary_array(self, name: str, shape: tuple[int, ...]) -> zarr.Array:
+        return self.group.create_array(name, shape=shape, chunks=self._summary_chunks, dimension_names=SUMMARY_DIMS,
+                                       dtype="float16", fill_value=np.nan, compressors=[_compressor()])
+
+    def _write_deferred(self) -> None:
+        """Write the in-memory summaries of a small run (runs whose steps never finished get none)."""
+        if not self._deferred or not self.meta["steps"]:
+            return
+        for name in SUMMARIES.values():
+            self._summary_array(name, self.arrays[name].shape)[...] = self.arrays[name]
 
     def _write_step(self, step: int, layers: dict[int, tuple[dict, object]]) -> int:
         """Write every layer slab of a step and its head means; one zarr call per array when all layers are
@@ -281,5 +297,6 @@ class RunWriter:
         self._queue.put(None)
         self._thread.join()
         self._check()
+        self._write_deferred()
         self.meta["complete"] = bool(complete)
         write_meta(self.path, self.meta)
