@@ -100,9 +100,7 @@ class Viewer:
         mtime = meta_mtime(run.path)
         block = self._summaries.get((run.path, mtime, word, estimator), lambda: summary_block(run, word, estimator))
         for other in run.words if block is not None else ():
-            key = (run.path, mtime, other, estimator)
-            if key not in self._summaries:
-                self._prefetch.submit(self._summaries.get, key, lambda o=other: summary_block(run, o, estimator))
+            self.prefetch(run, other, estimator)
         return block
 
     def prefetch(self, run: Run, word: str, estimator: str = "raw") -> None:

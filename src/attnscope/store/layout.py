@@ -17,4 +17,3 @@ EPS = 1e-8  # renorm divides by prompt mass + EPS (a query with no mass on the p
 def is_run(path: Path) -> bool:
     """A folder is a run when it has a meta.json or a maps.zarr."""
     return (path / "meta.json").exists() or (path / "maps.zarr").exists()
-

@@ -80,7 +80,8 @@ class RunWriter:
     """Create a Run folder and fill it step by step.
 
     Writes go through one background thread so the caller (the denoising loop) never waits on compression or
-    the disk; ``end_step`` and ``close`` wait for the queue to drain, so meta.json only claims finished steps.
+    the disk; ``end_step`` queues the step's meta.json record behind its slabs, so meta.json only claims
+    finished steps, and ``close`` waits for the queue to drain.
     Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
     (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab. A
     small run's summaries are written once, at close; until then readers fall back to the slabs.

@@ -59,6 +59,11 @@ def video_batch(scenes: list[list[ToyObject]], device: torch.device, frames: int
                 size: int = SIZE) -> torch.Tensor:
     """Rendered scenes as the VAE's input: float [B, 3, T, H, W] in [-1, 1]."""
     video, _ = render_batch(scenes, frames, size, device)  # [B, T, H, W, 3] uint8
+    return vae_input(video)
+
+
+def vae_input(video: torch.Tensor) -> torch.Tensor:
+    """uint8 videos [B, T, H, W, 3] as the VAE's input: float [B, 3, T, H, W] in [-1, 1]."""
     return video.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
 
 

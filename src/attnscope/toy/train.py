@@ -25,7 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AttnscopeError
-from .data import caption_ids, captions_of, encode_text, sample_sigmas, scenes_for, training_seed, video_batch
+from .data import (
+    caption_ids,
+    captions_of,
+    encode_text,
+    sample_sigmas,
+    scenes_for,
+    training_seed,
+    vae_input,
+    video_batch,
+)
 from .model import build_toy_pipeline
 from .world import FRAMES, SIZE, render_batch
 
@@ -193,7 +202,7 @@ def vae_colour_errors(vae, seed: int, device: torch.device, n: int = 24) -> dict
     first model decoded blue and green as black, and the denoiser cannot fix that)."""
     scenes = scenes_for([training_seed(seed + 1, 10_000_000 + i) for i in range(n)])
     video, masks = render_batch(scenes, FRAMES, SIZE, device)  # [B, T, H, W, 3], [B, 3, T, H, W]
-    x = video.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+    x = vae_input(video)
     with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
         rec = vae.decode(vae.encode(x).latent_dist.mean).sample.float()
     err = (rec - x).abs().mean(dim=1) * 127.5  # [B, T, H, W]
