@@ -72,6 +72,42 @@ def timed(h: Handlers, rel: str, values: tuple) -> float:
     return elapsed * 1000
 
 
+def timed_live(h: Handlers, rel: str, values: tuple) -> tuple[float, float]:
+    """(ms to the first picture, ms to the exact one) through ``Handlers.live_still``, what the Explore tab
+    calls: a slow mean over one head shows a preview first."""
+    start = time.perf_counter()
+    first = None
+    for image, _, card in h.live_still(rel, *values):
+        if image is None:
+            raise RuntimeError(card)
+        first = first if first is not None else (time.perf_counter() - start) * 1000
+    return first, (time.perf_counter() - start) * 1000
+
+
+def bench_live(root: Path, rel: str, repeats: int) -> dict:
+    """Means over one head across long ranges, as the Explore tab shows them: preview first, then exact."""
+    viewer = Viewer(root)
+    h = Handlers(viewer)
+    timed(h, rel, defaults())
+    cases = {
+        "one head, layer mean over all 30 layers": lambda i: defaults(head_mean=False, head=i % 12,
+                                                                      layer_mean=True, step=i + 20),
+        "one head, step mean over all 50 steps": lambda i: defaults(head_mean=False, head=i % 12, step_mean=True,
+                                                                    layer=i + 20),
+        "one head, step and layer mean (all 1,500 slabs)": lambda i: defaults(
+            head_mean=False, head=i % 12, step_mean=True, step_range=f"{i}-49", layer_mean=True),
+    }
+    out = {}
+    for name, make in cases.items():
+        n = 1 if "1,500" in name else repeats
+        times = [timed_live(h, rel, make(i)) for i in range(n)]
+        first, exact = [t[0] for t in times], [t[1] for t in times]
+        out[name] = {"first_picture_median_ms": round(statistics.median(first), 1),
+                     "first_picture_max_ms": round(max(first), 1),
+                     "exact_median_ms": round(statistics.median(exact), 1), "n": n}
+    return out
+
+
 def bench(root: Path, rel: str, repeats: int) -> dict:
     viewer = Viewer(root)
     h = Handlers(viewer)
@@ -169,7 +205,12 @@ def bench_browser(root: Path, rel: str, repeats: int, chromium: str = "/usr/bin/
                        "layer (slider, new chunk)": ("#layer", lambda i: i),
                        "opacity (slider)": ("#alpha", lambda i: round(0.1 + 0.1 * i, 2)),
                        "frame (slider)": ("#frame", lambda i: 5 + 9 * i)}
+            sliders["one head, layer mean over all 30 layers (step slider)"] = ("#step", lambda i: 30 - i)
             for name, (elem, value) in sliders.items():
+                if name.startswith("one head"):  # means over ranges of one head show a preview first
+                    page.locator("#head_mean input[type=checkbox]").uncheck()
+                    page.locator("#layer_mean input[type=checkbox]").check()
+                    page.wait_for_timeout(3000)
                 times = []
                 for i in range(repeats):
                     old = page.locator("#still img").first.get_attribute("src")
@@ -177,7 +218,7 @@ def bench_browser(root: Path, rel: str, repeats: int, chromium: str = "/usr/bin/
                     page.locator(f"{elem} input[type=range]").fill(str(value(i)))
                     done = page.wait_for_function(WAIT_NEW_PICTURE, arg=old, timeout=60_000).json_value()
                     times.append(done - start)
-                    page.wait_for_timeout(100)
+                    page.wait_for_timeout(2000 if name.startswith("one head") else 100)  # the exact map follows
                 out[name] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
                              "n": repeats}
             browser.close()
@@ -201,6 +242,8 @@ def main() -> None:
                       "video": [81, 480, 832], "store_gb": round(size, 2), "build_s": round(built, 1)},
               "handler": bench(path.parent, path.name, args.repeats)}
     print(json.dumps(report, indent=1), flush=True)
+    report["handler_live"] = bench_live(path.parent, path.name, args.repeats)
+    print(json.dumps(report["handler_live"], indent=1), flush=True)
     report["http"] = bench_http(path.parent, path.name, args.repeats)
     print(json.dumps(report["http"], indent=1), flush=True)
     if Path("/usr/bin/chromium").exists():

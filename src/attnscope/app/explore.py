@@ -79,10 +79,12 @@ def caption(run: Run, c: Controls) -> str:
             f"{'overlay' if run.video_path else 'heatmap (no video)'}")
 
 
-def draw(viewer: Viewer, run: Run, c: Controls, frames: Sequence[int] | None) -> np.ndarray:
-    """uint8 [T, H, W, 3]: the word's map over the video (heatmap alone when the run has no video)."""
+def draw(viewer: Viewer, run: Run, c: Controls, frames: Sequence[int] | None, preview: bool = False) -> np.ndarray:
+    """uint8 [T, H, W, 3]: the word's map over the video (heatmap alone when the run has no video); ``preview``
+    draws ``Viewer.preview``'s approximate map instead of the exact selection."""
     step, layer, head = specs(run, c)
-    maps = viewer.selection(run, c.word, step, layer, head, c.estimator)
+    pick = viewer.preview if preview else viewer.selection
+    maps = pick(run, c.word, step, layer, head, c.estimator)
     video = viewer.video(run)
     common = dict(norm=c.norm, cmap=c.cmap, frames=frames, colorbar=c.colorbar, maps=maps)
     if video is None:
@@ -90,13 +92,19 @@ def draw(viewer: Viewer, run: Run, c: Controls, frames: Sequence[int] | None) ->
     return overlay_frames(run, c.word, alpha=c.alpha, video=video, **common)
 
 
-def still(viewer: Viewer, rel: str, c: Controls) -> np.ndarray:
-    """One frame (``c.frame``) of the overlay: uint8 [H, W, 3]. Reads only the chunks of the selection."""
+def still(viewer: Viewer, rel: str, c: Controls, preview: bool = False) -> np.ndarray:
+    """One frame (``c.frame``) of the overlay: uint8 [H, W, 3]. Reads only the chunks of the selection (of the
+    preview's few slabs with ``preview``)."""
     run = viewer.run(rel)
     total = frame_count(viewer, run)
     if not 0 <= c.frame < total:
         raise SelectionError(f"frame {c.frame} is out of range; this video has frames 0-{total - 1}")
-    return draw(viewer, run, c, [c.frame])[0]
+    return draw(viewer, run, c, [c.frame], preview=preview)[0]
+
+
+def slow_slabs(viewer: Viewer, run: Run, c: Controls) -> int:
+    """Slabs the exact picture still has to read when a preview should come first (see ``Viewer.preview``)."""
+    return viewer.slow_slabs(run, c.word, *specs(run, c), c.estimator)
 
 
 def overlay_video(viewer: Viewer, rel: str, c: Controls) -> Path:

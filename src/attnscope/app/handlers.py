@@ -8,7 +8,7 @@ goes to the server log so it can still be fixed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import wraps
 from typing import Any
@@ -24,7 +24,7 @@ from . import charts, compare, explore, views
 from .cards import error_card, meta_table, run_cards
 from .explore import Controls
 from .runs import list_runs
-from .session import Viewer
+from .session import PREVIEW_SLABS, Viewer
 
 log = logging.getLogger("attnscope.app")
 
@@ -153,6 +153,25 @@ class Handlers:
         if not values or not values[0]:
             return None, "", gr.skip()
         return self._still(rel, *values)
+
+    def live_still(self, rel: str, *values: Any) -> Iterator[tuple]:
+        """``still`` for the Explore tab: when the exact map needs many slabs read (a mean over one head across
+        a long range), first a preview from a few of them, marked as such in the caption, then the exact map."""
+        if values and values[0]:
+            first = self._preview_still(rel, *values)
+            if first[0] is not None:
+                yield first
+        yield self.still(rel, *values)
+
+    @guarded(3)
+    def _preview_still(self, rel: str, *values: Any) -> tuple:
+        c = controls(values)
+        run = self.viewer.run(rel)
+        slabs = explore.slow_slabs(self.viewer, run, c)
+        if not slabs:
+            return None, ""
+        return (explore.still(self.viewer, rel, c, preview=True),
+                f"{explore.caption(run, c)} · preview from {PREVIEW_SLABS} of {slabs} slabs; the exact map follows")
 
     @guarded(3)
     def _still(self, rel: str, *values: Any) -> tuple:

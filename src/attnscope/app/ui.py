@@ -112,9 +112,9 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
                                             cmp_frame, original, info, meta, baseline, ctl["step_mean"],
                                             ctl["step_range"], ctl["layer_mean"], ctl["layer_range"],
                                             ctl["estimator"], status], api_name="open")
-        opened.then(h.still, [run, *inputs], [still, caption, status], **LIVE, api_name=False)
+        opened.then(h.live_still, [run, *inputs], [still, caption, status], **LIVE, api_name=False)
         for comp in inputs:
-            comp.change(h.still, [run, *inputs], [still, caption, status], **LIVE,
+            comp.change(h.live_still, [run, *inputs], [still, caption, status], **LIVE,
                         api_name="still" if comp is ctl["word"] else False)
         render_btn.click(h.overlay_video, [run, *inputs], [overlay, status], api_name="overlay_video")
         timeline_btn.click(h.timeline, [run, *inputs], [timeline, status], api_name="timeline")
