@@ -98,3 +98,19 @@ def test_full_size_separates_drawn_objects_from_fragments(tmp_path):
     assert not Sample(run, "circle", "shape", np.zeros((1, 64, 64), bool), "test").full_size
     result = evaluate([Sample(run, "circle", "shape", big, "select"), Sample(run, "square", "shape", small, "test")])
     assert result["estimators"]["raw"]["n_full_size"] == 0 and np.isnan(result["estimators"]["raw"]["miou_full_size"])
+
+
+def test_eval_reuses_only_runs_of_the_same_weights(tiny_pipes):
+    import copy
+
+    import torch
+
+    from attnscope.eval.run import weights_fingerprint
+
+    pipe = tiny_pipes["t2v"]
+    same = weights_fingerprint(pipe)
+    assert weights_fingerprint(pipe) == same, "the fingerprint is deterministic"
+    other = copy.deepcopy(pipe)
+    with torch.no_grad():
+        next(other.transformer.parameters()).view(-1)[0] += 1e-3  # one weight of another model of the architecture
+    assert weights_fingerprint(other) != same

@@ -51,12 +51,13 @@ def _downscale(frames: np.ndarray, side: int) -> np.ndarray:
 def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = None, seed: int = 0,
              bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
              value_norm: bool = False, previews: bool | None = None, overwrite: bool = False,
-             quiet: bool = False, **pipe_kwargs: Any) -> Run:
+             quiet: bool = False, meta: dict[str, Any] | None = None, **pipe_kwargs: Any) -> Run:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
     Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` decodes the
     model's x0 estimate at every step for the timeline render; it costs one VAE decode per step, so it defaults
-    to on only on a GPU and for videos up to 512 px and 33 frames. Returns the Run.
+    to on only on a GPU and for videos up to 512 px and 33 frames. ``meta`` adds entries to the run's meta.json
+    (e.g. what an experiment needs to recognise its own runs). Returns the Run.
     """
     out = Path(out)
     if is_run(out) and not overwrite:
@@ -83,11 +84,11 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     if previews is None:
         previews = device.type == "cuda" and max(height, width) <= 512 and frames <= 33
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
-    meta = {"seed": seed, "negative_prompt": negative_prompt, "guidance_scale": options.get("guidance_scale"),
-            "pixel": {"frames": frames, "height": height, "width": width, "fps": FPS},
-            "generate": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))}}
-    meta["model"] = {"id": getattr(pipe, "_attnscope_model", None)}
-    tr.extra_meta.update(meta)
+    tr.extra_meta.update(
+        seed=seed, negative_prompt=negative_prompt, guidance_scale=options.get("guidance_scale"),
+        pixel={"frames": frames, "height": height, "width": width, "fps": FPS},
+        generate={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
+        model={"id": getattr(pipe, "_attnscope_model", None)}, **(meta or {}))
     call_kwargs = dict(options)
     if negative_prompt is not None:
         call_kwargs["negative_prompt"] = negative_prompt

@@ -7,11 +7,13 @@ toy video).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..generation import generate
 from ..models.loading import load_pipeline
@@ -30,6 +32,20 @@ def eval_prompts(n: int, seed: int = 0) -> list[tuple[str, list]]:
     return [(caption(s), s) for s in scenes]
 
 
+def weights_fingerprint(pipe) -> str:
+    """sha256 of every weight of the pipeline's models. Why: the eval reuses runs it finds in its work folder,
+    and a run made by other weights of the same architecture (an earlier toy model) must not be scored again."""
+    digest = hashlib.sha256()
+    for name in ("text_encoder", "transformer", "transformer_2", "vae"):
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        for key, tensor in module.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _labels(objects) -> list[tuple[str, str, str]]:
     """(label, kind, colour) per captured word, with the "(2)" suffix a repeated shape word gets."""
     seen: dict[str, int] = {}
@@ -44,21 +60,25 @@ def _labels(objects) -> list[tuple[str, str, str]]:
 
 def collect(model: str = "toy", n_prompts: int = 30, seed: int = 0, workdir: str | Path = "runs/eval",
             steps: int | None = None, progress: bool = True) -> tuple[list[Sample], dict]:
-    """Generate (or reuse complete) runs and build the samples; returns samples and detection statistics."""
+    """Generate (or reuse complete runs made by the same weights) and build the samples; returns samples and detection statistics."""
     pipe = load_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
     workdir = Path(workdir)
+    weights = weights_fingerprint(pipe)
     samples, stats = [], {"prompts": n_prompts, "objects": 0, "objects_found": 0}
     for i, (text, scene) in enumerate(eval_prompts(n_prompts, seed)):
         out = workdir / f"p{i:03d}"
         words = list(dict.fromkeys(w for o in scene for w in (o.colour, o.shape)))
         from ..store import open_run
 
-        if (out / "meta.json").exists() and open_run(out).complete and open_run(out).value_norm is not None:
-            run = open_run(out)
+        made = {"prompt": text, "seed": i, "weights": weights, "steps": steps}
+        previous = open_run(out) if (out / "meta.json").exists() else None
+        if (previous is not None and previous.complete and previous.value_norm is not None
+                and previous.meta.get("eval") == made):
+            run = previous
         else:
             run = generate(pipe, text, out, words=words, seed=i, value_norm=True, previews=False, overwrite=True,
-                           quiet=True, num_inference_steps=steps)
+                           quiet=True, num_inference_steps=steps, meta={"eval": made})
         video = read_mp4(run.video_path)
         found = {d.colour: d for d in detect_objects(video)}
         split = "select" if (i // 2) % 2 == 0 else "test"
