@@ -35,9 +35,9 @@ found — {d['objects_found']} of {d['objects']} requested objects; {s['test_sam
 Best: **{best[0]}** at {best[1]['miou']:.2f}. For comparison, DAAM reported 58.8–64.8 mIoU on COCO-Gen images with
 a 0.4 threshold; the settings differ (a small toy video model here, real images there), so the numbers are
 not directly comparable. The goal of ≥ 0.60 is {'met' if best[1]['miou'] >= 0.6 else '**not met**'} with this
-undertrained toy model: it often draws a blob of the right colour in the wrong shape, so shape words are judged
-against the mask of the object of that colour, and it often draws objects far smaller than asked or fading
-out. The last column keeps only the {best[1]['n_full_size']} test samples whose object the model drew at about
+toy model (0.27 with the previous, weaker model: a better model gave better maps). It still draws the wrong
+shape at times (circles as triangles), so a shape word is judged against the mask of the object of its colour,
+and some objects come out smaller than asked or as fragments. The last column keeps only the {best[1]['n_full_size']} test samples whose object the model drew at about
 its size (median ≥ 1,000 px per frame; the smallest toy object, a radius-30 triangle, covers 1,532): there **{best[0]}** reaches
 {best[1]['miou_full_size']:.2f} against {est['raw']['miou_full_size']:.2f} for `raw`. On a 3-token fragment IoU
 is near 0 however good the map is, so much of the gap to 0.60 is the model, not the map; this column is a

@@ -82,8 +82,8 @@ def render_markdown(result: dict) -> str:
         f"- **The padding sink**: on average only {sink['prompt_mass_mean'] * 100:.0f} % of each video token's "
         f"attention goes to the real prompt tokens; the rest lands on Wan's zero padding. Renormalizing "
         f"(`renorm`) changes mIoU from {raw:.2f} (raw) to {ren:.2f}.",
-        f"- Recommended aggregation (pass it to `attnscope render` as `--layer`/`--step`; the renderer's and "
-        f"viewer's defaults are not switched to it yet): estimator "
+        f"- Recommended aggregation (written to `recommended.json` beside this report; copied beside a model's "
+        f"weights, it is the default view of `attnscope render` and of the viewer for that model's runs): estimator "
         f"`{result['recommended']['estimator']}`, layers {result['recommended']['layers']}, steps "
         f"{result['recommended']['step_fraction'][0]:.2f}–{result['recommended']['step_fraction'][1]:.2f} of "
         f"the schedule.",
