@@ -17,10 +17,10 @@ $(BIN)/attnscope: pyproject.toml requirements-dev.txt
 install: $(BIN)/attnscope
 
 demo: install
-	$(BIN)/attnscope generate "a red circle moving left and a blue square moving up" -w circle -w square \
+	$(BIN)/attnscope generate "a white triangle moving left and a green square moving up" -w triangle -w square \
 	  --seed 0 --out runs/demo --overwrite --value-norm
-	$(BIN)/attnscope render runs/demo -w circle
-	$(BIN)/attnscope render runs/demo -w circle -w square --kind segmentation
+	$(BIN)/attnscope render runs/demo -w triangle
+	$(BIN)/attnscope render runs/demo -w triangle -w square --kind segmentation
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
