@@ -154,17 +154,17 @@ def test_a_slow_mean_over_one_head_shows_a_preview_first(tmp_path):
     shown = list(h.live_still("r", *controls))
     assert len(shown) == 2, "a preview, then the exact map"
     (preview, preview_caption, card), (exact, caption, exact_card) = shown
-    assert card == exact_card == "" and "preview from 6 of 32 slabs" in preview_caption
+    assert card == exact_card == "" and "preview from 4 of 32 slabs" in preview_caption
     assert "preview" not in caption and np.array_equal(exact, h.still("r", *controls)[0])
 
     run = viewer.run("r")
     approx = viewer.preview(run, "circle", "mean", "mean", 1)
     pairs = [(s, layer) for s in run.steps_done for layer in run.meta["layers"]]
-    spread = [pairs[i] for i in (0, 6, 12, 19, 25, 31)]  # evenly over the 32 (step, layer) slabs
+    spread = [pairs[i] for i in (0, 10, 21, 31)]  # evenly over the 32 (step, layer) slabs
     by_hand = np.mean([select(run, "circle", s, layer, 1).values for s, layer in spread], axis=0)
     np.testing.assert_allclose(approx.values, by_hand, rtol=1e-5, atol=1e-7)
     full = viewer.selection(run, "circle", "mean", "mean", 1).values
-    assert np.corrcoef(approx.values.ravel(), full.ravel())[0, 1] > 0.8, "the preview looks like the exact map"
+    assert np.corrcoef(approx.values.ravel(), full.ravel())[0, 1] > 0.7, "the preview looks like the exact map"
 
     assert len(list(h.live_still("r", *controls))) == 1, "cached now: the exact map at once"
     assert len(list(h.live_still("r", *CONTROLS))) == 1, "one slab: no preview"

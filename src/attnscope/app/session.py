@@ -29,7 +29,7 @@ from .runs import meta_mtime
 from .safety import inside
 
 RUN_FILES = ("meta.json", "maps.zarr", "video.mp4", "previews.zarr")
-PREVIEW_SLABS = 6  # a preview reads this many slabs: ~8-10 ms each on a 1.3B run, so it lands within 150 ms
+PREVIEW_SLABS = 4  # a preview reads this many slabs: ~8-10 ms each on a 1.3B run, so it lands within 150 ms
 
 
 class Viewer:
