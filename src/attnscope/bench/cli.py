@@ -55,7 +55,8 @@ def e2e_command(
     result = run_e2e_bench(model, steps=steps, repeats=repeats, device=device)
     med = result["median_s"]
     typer.echo(f"{model}: stock {med['stock']:.3f} s, attnscope {med['attnscope']:.3f} s "
-               f"({result['ratio'] * 100:+.1f} %), store {result['store_bytes_on_disk'] / 1e6:.2f} MB, "
+               f"({result['ratio'] * 100:+.1f} % wall, {result['cpu_ratio'] * 100:+.1f} % CPU time), "
+               f"store {result['store_bytes_on_disk'] / 1e6:.2f} MB, "
                f"identical: {result['output_identical']}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))

@@ -63,6 +63,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
         kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
         words, prompt_tokens = None, None
     times: dict[str, list[float]] = {"stock": [], "attnscope": []}
+    cpu: dict[str, list[float]] = {"stock": [], "attnscope": []}  # process CPU time, all threads: the work added
     outputs = {}
     store_bytes = 0
     for i in range(repeats + 1):
@@ -70,7 +71,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             generator = torch.Generator(device=device).manual_seed(0)
             store = root / f"run{i}"
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if mode == "stock":
                 out = pipe(generator=generator, **kwargs).frames
             else:
@@ -80,9 +81,10 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                         tr.set_words(words, prompt_tokens)
                     out = pipe(generator=generator, **kwargs).frames
             _sync(device)
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if i > 0:
                 times[mode].append(dt)
+                cpu[mode].append(dc)
             outputs[mode] = out
         if (store / "maps.zarr").exists():
             store_bytes = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
@@ -90,7 +92,9 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
     a, b = outputs["stock"], outputs["attnscope"]
     identical = bool(torch.equal(a, b)) if torch.is_tensor(a) else bool(np.array_equal(a, b))
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     return {"model": model, "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
             "torch": torch.__version__, "steps": kwargs.get("num_inference_steps"), "repeats": repeats,
             "median_s": med, "raw_s": times, "ratio": med["attnscope"] / med["stock"] - 1.0,
+            "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu["attnscope"] / med_cpu["stock"] - 1.0,
             "store_bytes_on_disk": store_bytes, "output_identical": identical}
