@@ -19,7 +19,7 @@ import attnscope
 from attnscope.toy.detect import detect_objects
 from attnscope.video import read_mp4
 
-PROMPT = "a red circle moving right and a blue square standing still"
+PROMPT = "a red circle moving right and a white square standing still"
 EXPERIMENTS = {
     "suppress circle": [{"target": "attention", "op": "reweight", "word": "circle", "scale": 0.0}],
     "suppress red": [{"target": "attention", "op": "reweight", "word": "red", "scale": 0.0}],
