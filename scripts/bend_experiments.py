@@ -57,15 +57,15 @@ def main(out: Path, seeds: int) -> None:
     pipe.set_progress_bar_config(disable=True)
     rows, results = [], {}
     only = os.environ.get("ONLY")
+    for seed in range(seeds):  # made afresh: a baseline left by another model or prompt would compare nothing
+        attnscope.generate(pipe, PROMPT, out / f"base_s{seed}", seed=seed, words=["circle", "square", "red"],
+                           quiet=True, overwrite=True)
     for name, recipe in EXPERIMENTS.items():
         if only and only not in name:
             continue
         stats = {"objects": [], "circle_shift_px": [], "circle_present": 0}
         for seed in range(seeds):
             base_run = out / f"base_s{seed}"
-            if not (base_run / "video.mp4").exists():
-                attnscope.generate(pipe, PROMPT, base_run, seed=seed, words=["circle", "square", "red"], quiet=True,
-                                   overwrite=True)
             slug = "".join(c if c.isalnum() else "-" for c in name)[:40]
             run = attnscope.generate(pipe, PROMPT, out / f"{slug}_s{seed}", seed=seed, bends=recipe, quiet=True,
                                      words=["circle", "square", "red"], overwrite=True)

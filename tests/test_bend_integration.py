@@ -80,3 +80,21 @@ def test_bad_recipe_fails_before_generation(tiny_pipes, tmp_path):
             pipe, store=tmp_path / "y", bends=[{"target": "attention", "op": "reweight", "word": "dog", "scale": 2}]):
         pipe(prompt=PROMPT, **tiny_call_kwargs("t2v"))
     assert not (tmp_path / "y" / "maps.zarr").exists()
+
+
+def test_a_bent_generation_hands_freed_memory_back(tiny_pipes, tmp_path, monkeypatch):
+    import attnscope.tracing
+    from attnscope.memory import release_freed_memory
+
+    calls = []
+    monkeypatch.setattr(attnscope.tracing, "release_freed_memory", lambda: calls.append(1) or True)
+    pipe = tiny_pipes["t2v"]
+    _run(pipe, tmp_path, "plain")
+    assert calls == [], "a plain generation leaves the allocator alone"
+    _run(pipe, tmp_path, "bent", bends=[{"target": "attention", "op": "reweight", "word": "cat", "scale": 0.5}])
+    assert calls == [1], "after a bent one the freed arenas go back to the OS"
+    import ctypes.util
+    import platform
+
+    if platform.system() == "Linux" and "glibc" in " ".join(platform.libc_ver()) and ctypes.util.find_library("c"):
+        assert release_freed_memory() is True

@@ -27,6 +27,7 @@ from .capture.spec import CaptureSpec
 from .capture.transfer import HostTransfer
 from .capture.words import WordEntry, resolve_words, strip_markers
 from .errors import AttnscopeError
+from .memory import release_freed_memory
 from .models import wan
 from .store import RunWriter, open_run
 from .store.size import check_fits, estimate_store_bytes
@@ -174,6 +175,8 @@ class Trace(AbstractContextManager):
             done = self.writer.steps_recorded
             self.writer.close(complete=ok and done >= expected)
             self.writer = None
+        if self.bender is not None:
+            release_freed_memory()  # bent calls leave glibc arenas holding GBs (see attnscope.memory)
 
     # ---- events from hooks ----------------------------------------------------------------------------------
     def _on_encode(self, module, args):
