@@ -21,5 +21,5 @@ case "$1" in
     cp "$D/log" "$OUT/daemon.log"
     if [ -f "$D/rc" ]; then echo "job ended, rc $(cat "$D/rc")"; [ -n "${3:-}" ] && cp "$3"/* "$OUT/"
     elif [ -n "${4:-}" ] && [ -d "$4" ]; then tar cf - -C "$4" . | split -b 15M - "$OUT/ckpt.tar."; fi ;;
-  *) echo "usage: gpu_daemon.sh start CMD | poll SECONDS [DIR]" >&2; exit 2 ;;
+  *) echo "usage: gpu_daemon.sh start CMD | poll SECONDS [DIR] [CKPT]" >&2; exit 2 ;;
 esac

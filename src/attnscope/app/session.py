@@ -77,8 +77,8 @@ class Viewer:
     def selection(self, run: Run, word: str, step: Spec, layer: Spec, head: Spec,
                   estimator: str = "raw") -> xr.DataArray:
         """``render.select`` cached by everything that decides its values (float32 (frame, y, x))."""
-        key = (run.path, meta_mtime(run.path), word, str(step), str(layer), str(head), estimator)
-        return self._maps.get(key, lambda: self._select(run, word, step, layer, head, estimator))
+        return self._maps.get(_map_key(run, word, step, layer, head, estimator),
+                              lambda: self._select(run, word, step, layer, head, estimator))
 
     def _select(self, run: Run, word: str, step: Spec, layer: Spec, head: Spec, estimator: str) -> xr.DataArray:
         """Means over all heads come from the word's summary. Some heads over several slabs are picked from the
@@ -88,8 +88,8 @@ class Viewer:
         heads = where["head"]
         if len(where["step"]) * len(where["layer"]) == 1 or len(heads) == len(run.meta["heads"]):
             return select(run, word, step, layer, head, estimator, summary=lambda w, e: self.summary(run, w, e))
-        key = (run.path, meta_mtime(run.path), word, str(step), str(layer), "each head", estimator)
-        each = self._maps.get(key, lambda: select(run, word, step, layer, "mean", estimator, keep=("head",)))
+        each = self._maps.get(_map_key(run, word, step, layer, EACH_HEAD, estimator),
+                              lambda: select(run, word, step, layer, "mean", estimator, keep=("head",)))
         out = each.sel(head=heads).mean("head")
         out.attrs.update(each.attrs, head=describe(heads))
         return out
@@ -98,14 +98,13 @@ class Viewer:
         """How many slabs the exact selection still has to read from the store, when that is more than a
         preview reads; else 0. Only a mean over some heads across a range is slow: one slab, a cached selection
         and a mean over all heads (the summary) are quick."""
-        mtime = meta_mtime(run.path)
-        if (run.path, mtime, word, str(step), str(layer), str(head), estimator) in self._maps:
+        if _map_key(run, word, step, layer, head, estimator) in self._maps:
             return 0
         _, where = resolve(run, word, step, layer, head, estimator)
         slabs = len(where["step"]) * len(where["layer"])
         if slabs <= PREVIEW_SLABS or len(where["head"]) == len(run.meta["heads"]):
             return 0
-        if (run.path, mtime, word, str(step), str(layer), "each head", estimator) in self._maps:
+        if _map_key(run, word, step, layer, EACH_HEAD, estimator) in self._maps:
             return 0
         return slabs
 
@@ -127,8 +126,7 @@ class Viewer:
         """The word's head-mean summary of every step and layer, read once per run state: a mean over any step x
         layer range is then a sum in memory (``render.selection.mean_map``). The run's other words are then
         read in the background, so switching word under a mean does not wait for the disk."""
-        mtime = meta_mtime(run.path)
-        block = self._summaries.get((run.path, mtime, word, estimator), lambda: summary_block(run, word, estimator))
+        block = self._summaries.get(_summary_key(run, word, estimator), lambda: summary_block(run, word, estimator))
         for other in run.words if block is not None else ():
             self.prefetch(run, other, estimator)
         return block
@@ -136,7 +134,7 @@ class Viewer:
     def prefetch(self, run: Run, word: str, estimator: str = "raw") -> None:
         """Start reading ``word``'s summary in the background when a run opens, so the first mean over a range
         does not wait for the whole read (a few hundred ms on a 1.3B run)."""
-        key = (run.path, meta_mtime(run.path), word, estimator)
+        key = _summary_key(run, word, estimator)
         if key not in self._summaries:
             self._prefetch.submit(self._summaries.get, key, lambda: summary_block(run, word, estimator))
 
@@ -148,6 +146,18 @@ class Viewer:
     def new_file(self, suffix: str) -> Path:
         """A fresh file in the viewer's output folder (renders served back to the browser)."""
         return self.out / f"{uuid.uuid4().hex[:12]}{suffix}"
+
+
+EACH_HEAD = "each head"  # the head "spec" of a cached selection that keeps every head of its range
+
+
+def _map_key(run: Run, word: str, step: Spec, layer: Spec, head: Spec, estimator: str) -> tuple:
+    """What decides a cached selection's values, the run's state (meta.json's mtime) included."""
+    return run.path, meta_mtime(run.path), word, str(step), str(layer), str(head), estimator
+
+
+def _summary_key(run: Run, word: str, estimator: str) -> tuple:
+    return run.path, meta_mtime(run.path), word, estimator
 
 
 def _thumbnail(root: Path, path: Path, long_side: int) -> np.ndarray | None:
