@@ -91,6 +91,7 @@ def word_probabilities(
         vnorm = query.new_empty((h, n_words, s), dtype=torch.float32)
         v_sel = value[token_index].float().transpose(0, 1)  # [H, T, D]
         w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
+        gram = _value_gram(v_sel, w_o)  # [H, T, T], once for all query blocks
     for start in range(0, s, QUERY_BLOCK):
         block = slice(start, start + QUERY_BLOCK)
         q = query[block].transpose(0, 1)  # [H, s, D]
@@ -101,18 +102,41 @@ def word_probabilities(
         maps[:, :, block] = (selected @ token_to_word).transpose(1, 2)
         mass[:, block] = torch.exp(logits[..., :prompt_tokens] - lse).sum(-1)
         if vnorm is not None:
-            vnorm[:, :, block] = _value_norms(selected, token_to_word, v_sel, w_o)
+            vnorm[:, :, block] = _norms_from_gram(selected, token_to_word, gram)
     return maps, mass, vnorm
 
 
 def _value_norms(selected: torch.Tensor, token_to_word: torch.Tensor, v_sel: torch.Tensor,
                  w_o: torch.Tensor) -> torch.Tensor:
-    """‖Σ_t p_t v_t W_o,h‖ per head, word and query: selected [H, s, T], v_sel [H, T, D], w_o [H, D, C]."""
-    out = []
+    """‖Σ_t p_t v_t W_o,h‖ per head, word and query: selected [H, s, T], v_sel [H, T, D], w_o [H, D, C] -> [H, W, s]."""
+    return _norms_from_gram(selected, token_to_word, _value_gram(v_sel, w_o))
+
+
+def _value_gram(v_sel: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
+    """Per-head Gram matrix G_h = U_h U_hᵀ of the projected values u_{h,t} = v_{h,t} W_o,h: [H, T, T] float32.
+
+    ‖Σ_t a_t u_t‖² = aᵀ G a, so the norms never need the [H, s, C] outputs: G costs H·T·D·C once per call
+    (T = the words' tokens, a handful) instead of H·s·D·C per word.
+    """
+    u = torch.bmm(v_sel.float(), w_o.float())  # [H, T, C]
+    return torch.bmm(u, u.transpose(1, 2))
+
+
+def _norms_from_gram(selected: torch.Tensor, token_to_word: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """sqrt(aᵀ G a) with a = p ⊙ (word w's column) per head, word and query: O(H·s·T²) per word.
+
+    The word's column zeroes the other tokens, which restricts the sum to its tokens without reading the
+    word layout back to the host (no GPU sync). Rounding can make aᵀ G a slightly negative; it is clamped to 0.
+    """
+    selected = selected.float()
+    h, s, _ = selected.shape
+    out = selected.new_empty((h, token_to_word.shape[1], s))
     for w in range(token_to_word.shape[1]):
-        contrib = torch.bmm(selected * token_to_word[:, w], v_sel)  # [H, s, D]
-        out.append(torch.linalg.vector_norm(torch.bmm(contrib, w_o), dim=-1))  # [H, s]
-    return torch.stack(out, dim=1)
+        col = token_to_word[:, w].float()
+        g_w = gram * (col[:, None] * col[None, :])  # [H, T, T]: G restricted (and weighted) to word w
+        sq = torch.linalg.vecdot(torch.bmm(selected, g_w), selected)  # [H, s]
+        out[:, w] = sq.clamp_min_(0).sqrt_()
+    return out
 
 
 def words_from_probs(probs: torch.Tensor, token_index: torch.Tensor, token_to_word: torch.Tensor,
