@@ -67,3 +67,24 @@ def test_vae_colour_errors_name_the_colours_a_vae_cannot_decode():
     no_blue = vae_colour_errors(_ChannelVae((2,)), 0, torch.device("cpu"), n=12)
     assert no_blue["red"] == 0.0 and no_blue["yellow"] == 0.0
     assert no_blue["blue"] == pytest.approx(255 / 3), "pure blue loses one of three channels fully"
+
+
+def test_vae_loss_sees_the_decoder_output_before_the_clamp():
+    """A clamped pixel has no gradient: the loss must use the decoder's raw output (how blue was lost)."""
+    from attnscope.toy.train import _Unclamped
+
+    vae = build_toy_pipeline(seed=3).vae
+    z = torch.randn(1, vae.config.z_dim, 2, 4, 4) * 30.0  # large latents: many raw outputs beyond [-1, 1]
+    unclamped = _Unclamped(vae)
+    raw = unclamped.decode(vae, z)
+    clamped = vae.decode(z).sample
+    assert raw.shape == clamped.shape
+    torch.testing.assert_close(raw.clamp(-1.0, 1.0), clamped)
+    outside = raw.detach().abs() > 1.0
+    assert outside.any()
+    target = torch.zeros_like(raw)
+    (raw[outside] - target[outside]).abs().mean().backward()
+    grads = [p.grad for p in vae.decoder.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads), "pixels beyond the clamp still train the decoder"
+    unclamped.remove()
+    assert not vae.decoder._forward_hooks

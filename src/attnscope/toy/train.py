@@ -9,7 +9,8 @@ Stages, each bounded by steps and (optionally) wall seconds so a run fits a leas
    time shift. An EMA of the transformer and text encoder weights is what gets saved.
 Seeds: training scenes use world seeds below `EVAL_SEED_BASE` (10^9); `toy check` and eval use seeds above.
 The output folder is a diffusers pipeline (`save_pretrained`, fp16) plus `train_state.json` (config, steps,
-losses, seconds), from which a later run resumes.
+losses, seconds), from which a later run resumes. Under ``torchrun`` every stage is data-parallel over the GPUs
+(`parallel.py`): batch sizes are per process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from .data import (
     video_batch,
 )
 from .model import build_toy_pipeline
+from .parallel import Parallel
 from .world import FRAMES, SIZE, render_batch
 
 STATE_FILE = "train_state.json"
@@ -81,7 +84,8 @@ class StageState:
 
 
 def _log(msg: str) -> None:
-    print(f"[toy train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(f"[toy train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def _lr_factor(stage: StageState, start: StageState, total_steps: int, total_seconds: float, warmup: int) -> float:
@@ -132,14 +136,21 @@ def save(pipe, cfg: TrainConfig, stages: dict[str, StageState], out: Path | None
 
 
 class _Saver:
-    def __init__(self, pipe, cfg: TrainConfig, stages: dict[str, StageState]):
-        self.pipe, self.cfg, self.stages, self.last = pipe, cfg, stages, time.time()
+    """Saves every ``save_every_seconds`` (rank 0 only: the other processes hold the same weights)."""
 
-    def maybe(self, before_save=None) -> None:
+    def __init__(self, pipe, cfg: TrainConfig, stages: dict[str, StageState], par: Parallel):
+        self.pipe, self.cfg, self.stages, self.par, self.last = pipe, cfg, stages, par, time.time()
+
+    def maybe(self, before_save=None) -> bool:
         if time.time() - self.last >= self.cfg.save_every_seconds:
             self.now(before_save)
+            return True
+        return False
 
     def now(self, before_save=None) -> None:
+        if not self.par.main:
+            self.last = time.time()
+            return
         if before_save is not None:
             with before_save():
                 save(self.pipe, self.cfg, self.stages)
@@ -148,17 +159,43 @@ class _Saver:
         self.last = time.time()
 
 
-def train_vae(pipe, cfg: TrainConfig, stage: StageState, device: torch.device, saver: _Saver) -> None:
+class _Unclamped:
+    """The VAE decoder's output before ``AutoencoderKLWan`` clamps it to [-1, 1], for the training loss.
+
+    Why: a clamped pixel has no gradient, so once the decoder pushes a colour channel below -1 (the cheap way to
+    draw the black background), objects of that colour can never come back; that is how earlier toy VAEs lost
+    blue and green. A forward hook keeps each frame's decoder output (diffusers decodes frame by frame).
+    """
+
+    def __init__(self, vae) -> None:
+        self.frames: list[torch.Tensor] = []
+        self.handle = vae.decoder.register_forward_hook(lambda module, args, out: self.frames.append(out))
+
+    def decode(self, vae, z: torch.Tensor) -> torch.Tensor:
+        self.frames = []
+        vae.decode(z)
+        out, self.frames = torch.cat(self.frames, dim=2), []
+        return out
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def train_vae(pipe, cfg: TrainConfig, stage: StageState, device: torch.device, saver: _Saver,
+              par: Parallel = Parallel()) -> None:
     vae = pipe.vae.to(device).train()
     trained = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()] if cfg.vae_decoder_only else list(
         vae.parameters())
+    par.broadcast(list(vae.parameters()))
     opt = torch.optim.AdamW(trained, lr=cfg.vae_lr, weight_decay=0.0, betas=(0.9, 0.99))
-    gen = torch.Generator(device).manual_seed(cfg.seed * 7 + stage.steps)
+    gen = torch.Generator(device).manual_seed(cfg.seed * 7 + stage.steps + 1_000_003 * par.rank)
+    unclamped = _Unclamped(vae)
     window: list[float] = []
     begin = copy.copy(stage)
     while not _finished(stage, cfg.vae_steps, cfg.vae_seconds):
         start = time.time()
-        seeds = [training_seed(cfg.seed, stage.steps * cfg.vae_batch + i) for i in range(cfg.vae_batch)]
+        first = (stage.steps * par.world + par.rank) * cfg.vae_batch  # each process its own clips
+        seeds = [training_seed(cfg.seed, first + i) for i in range(cfg.vae_batch)]
         clip = video_batch(scenes_for(seeds), device)  # [B, 3, 17, H, W]
         t0 = int(torch.randint(0, clip.shape[2] - cfg.vae_frames + 1, (1,), generator=gen, device=device))
         y0, x0 = (int(v) for v in torch.randint(0, clip.shape[-1] - cfg.vae_crop + 1, (2,), generator=gen,
@@ -170,30 +207,37 @@ def train_vae(pipe, cfg: TrainConfig, stage: StageState, device: torch.device, s
             with torch.set_grad_enabled(not cfg.vae_decoder_only):
                 posterior = vae.encode(x).latent_dist
             z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen, device=device)
-            rec = vae.decode(z).sample.float()
+            rec = unclamped.decode(vae, z).float()
         weight = 1.0 + 4.0 * (x > -0.5).any(dim=1, keepdim=True).float()  # object pixels count 5x
         err = rec - x
         kl = 0.5 * (posterior.mean.float() ** 2 + posterior.var.float() - 1.0 - posterior.logvar.float()).mean()
         loss = (weight * err.abs()).mean() + (weight * err * err).mean() + cfg.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        par.average_gradients(trained)
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         stage.steps += 1
-        stage.seconds += time.time() - start
         window.append(loss.item())
+        stage.seconds += par.agree(time.time() - start, device)
         if stage.steps % cfg.log_every == 0:
             stage.losses.append((stage.steps, sum(window) / len(window)))
             _log(f"vae step {stage.steps} loss {stage.losses[-1][1]:.4f} kl {float(kl.detach()):.2f} "
                  f"{stage.seconds:.0f}s")
             window = []
-            saver.maybe()
+            if saver.maybe() and par.main and cfg.vae_report:
+                _log_colour_errors(vae, cfg, device)
+    unclamped.remove()
     stage.done = True
     vae.eval()
-    if cfg.vae_report:
-        errors = vae_colour_errors(vae, cfg.seed, device, cfg.vae_report)
-        _log("vae colour error (mean |rec - x| on object pixels, 0-255): " + ", ".join(
-            f"{k} {v:.0f}" for k, v in errors.items()))
+    if cfg.vae_report and par.main:
+        _log_colour_errors(vae, cfg, device)
+
+
+def _log_colour_errors(vae, cfg: TrainConfig, device: torch.device) -> None:
+    errors = vae_colour_errors(vae, cfg.seed, device, cfg.vae_report)
+    _log("vae colour error (mean |rec - x| on object pixels, 0-255): " + ", ".join(
+        f"{k} {v:.0f}" for k, v in errors.items()))
 
 
 @torch.no_grad()
@@ -214,10 +258,14 @@ def vae_colour_errors(vae, seed: int, device: torch.device, n: int = 24) -> dict
 
 
 @torch.no_grad()
-def build_pool(pipe, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Encode seeded scenes once: normalized latents [N, C, 5, 32, 32] (bf16) and caption ids/masks [N, L]."""
+def build_pool(pipe, cfg: TrainConfig, device: torch.device, par: Parallel = Parallel()
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Encode seeded scenes once: normalized latents [N, C, 5, 32, 32] (bf16) and caption ids/masks [N, L].
+
+    Under torchrun each process encodes its own share of the scenes and keeps it; the latent statistics are
+    pooled over all processes, so every process normalizes the same way."""
     start = time.time()
-    seeds = [training_seed(cfg.seed, POOL_SEED_OFFSET + i) for i in range(cfg.pool)]
+    seeds = [training_seed(cfg.seed, POOL_SEED_OFFSET + i) for i in range(par.rank, cfg.pool, par.world)]
     scenes = scenes_for(seeds, cfg.workers)
     _log(f"pool: sampled {len(scenes)} scenes in {time.time() - start:.0f}s")
     vae = pipe.vae.to(device).eval()
@@ -231,12 +279,18 @@ def build_pool(pipe, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tens
             break
     pool = torch.cat(latents)  # [N, C, F', H', W']
     scenes = scenes[: pool.shape[0]]
-    flat = pool.float().transpose(0, 1).reshape(pool.shape[1], -1)  # [C, N·F'·H'·W']
-    mean, std = flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-3)
+    flat = pool.double().transpose(0, 1).reshape(pool.shape[1], -1)  # [C, N·F'·H'·W']
+    moments = par.sum(torch.stack([flat.new_full((flat.shape[0],), flat.shape[1]), flat.sum(1),
+                                   (flat * flat).sum(1)]))  # count, sum, sum of squares per channel
+    count, total, squares = moments
+    mean = total / count
+    std = ((squares - count * mean * mean) / (count - 1)).clamp_min(1e-6).sqrt().clamp_min(1e-3)
+    mean, std = mean.float(), std.float()
     pipe.vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     pool = ((pool.float() - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)).to(torch.bfloat16)
     ids, mask = caption_ids(pipe.tokenizer, captions_of(scenes))
-    _log(f"pool: {pool.shape[0]} clips encoded in {time.time() - start:.0f}s; latent std {std.tolist()}")
+    _log(f"pool: {pool.shape[0]} clips encoded per process ({par.world} processes) in {time.time() - start:.0f}s; "
+         f"latent std {std.tolist()}")
     return pool, ids.to(device), mask.to(device)
 
 
@@ -271,21 +325,23 @@ class _Ema:
         return _Swap()
 
 
-def train_denoiser(pipe, cfg: TrainConfig, stage: StageState, device: torch.device, saver: _Saver) -> None:
-    pool, ids, mask = build_pool(pipe, cfg, device)
+def train_denoiser(pipe, cfg: TrainConfig, stage: StageState, device: torch.device, saver: _Saver,
+                   par: Parallel = Parallel()) -> None:
+    pool, ids, mask = build_pool(pipe, cfg, device, par)
     empty_ids, empty_mask = (t.to(device) for t in caption_ids(pipe.tokenizer, [""]))
     transformer = pipe.transformer.to(device).train()
     text_encoder = pipe.text_encoder.to(device).train()
     params = [*transformer.parameters(), *text_encoder.parameters()]
+    par.broadcast(params)
     opt = torch.optim.AdamW(params, lr=cfg.dit_lr, weight_decay=0.01, betas=(0.9, 0.99),
                             fused=device.type == "cuda")
     ema = _Ema([transformer, text_encoder], cfg.ema)
-    gen = torch.Generator(device).manual_seed(cfg.seed * 13 + stage.steps)
-    window: list[float] = []
+    gen = torch.Generator(device).manual_seed(cfg.seed * 13 + stage.steps + 1_000_003 * par.rank)
+    window: list[torch.Tensor] = []
     n = pool.shape[0]
     begin = copy.copy(stage)
+    start = time.time()
     while not _finished(stage, cfg.dit_steps, cfg.dit_seconds):
-        start = time.time()
         idx = torch.randint(0, n, (cfg.dit_batch,), generator=gen, device=device)
         x0 = pool[idx].float()  # [B, C, F', H', W']
         drop = (torch.rand(cfg.dit_batch, generator=gen, device=device) < cfg.caption_dropout)[:, None]
@@ -303,21 +359,25 @@ def train_denoiser(pipe, cfg: TrainConfig, stage: StageState, device: torch.devi
         loss = F.mse_loss(pred.float(), noise - x0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        par.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update(stage.steps)
         stage.steps += 1
         window.append(loss.detach())
-        if stage.steps % cfg.log_every == 0:
-            stage.losses.append((stage.steps, float(torch.stack(window).mean())))
-            window = []
-            if device.type == "cuda":
+        # Several processes agree on the time at log steps only (agreeing waits for the GPUs), so a stage ends at
+        # the same step everywhere; one process counts every step. The loss logged is the mean over processes.
+        log_now = stage.steps % cfg.log_every == 0 or _finished(stage, cfg.dit_steps, 0.0)
+        if log_now or par.world == 1:
+            if log_now and device.type == "cuda":
                 torch.cuda.synchronize()
-            stage.seconds += time.time() - start
+            stage.seconds += par.agree(time.time() - start, device)
+            start = time.time()
+        if log_now:
+            stage.losses.append((stage.steps, float(par.sum(torch.stack(window).mean()) / par.world)))
+            window = []
             _log(f"dit step {stage.steps} loss {stage.losses[-1][1]:.4f} {stage.seconds:.0f}s")
             saver.maybe(ema.swapped)
-        else:
-            stage.seconds += time.time() - start
     stage.done = True
     with ema.swapped():
         transformer.eval()
@@ -330,7 +390,8 @@ def train_denoiser(pipe, cfg: TrainConfig, stage: StageState, device: torch.devi
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) the stages not yet done and save the pipeline to ``cfg.out``."""
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    par = Parallel.from_env(cfg.device)
+    device = par.device(cfg.device)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -338,15 +399,16 @@ def train(cfg: TrainConfig) -> Path:
         torch.backends.cudnn.benchmark = True
     cfg.out.mkdir(parents=True, exist_ok=True)
     pipe, stages = _load(cfg)
-    saver = _Saver(pipe, cfg, stages)
+    saver = _Saver(pipe, cfg, stages, par)
     for stage, steps, seconds in ((stages["vae"], cfg.vae_steps, cfg.vae_seconds),
                                   (stages["dit"], cfg.dit_steps, cfg.dit_seconds)):
         stage.done = _finished(stage, steps, seconds)  # budgets are totals: a larger one continues a stage
     if not stages["vae"].done:
-        train_vae(pipe, cfg, stages["vae"], device, saver)
+        train_vae(pipe, cfg, stages["vae"], device, saver, par)
         saver.now()
     if not stages["dit"].done:
-        train_denoiser(pipe, cfg, stages["dit"], device, saver)
+        train_denoiser(pipe, cfg, stages["dit"], device, saver, par)
     saver.now()
-    _log(f"saved to {cfg.out}")
+    _log(f"saved to {cfg.out}" + (f" (data-parallel over {par.world} processes)" if par.world > 1 else ""))
+    par.close()
     return cfg.out
