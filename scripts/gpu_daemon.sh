@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run a GPU job longer than one `run` call (10 min) as a daemon on the held machine, and poll it from later calls
 # made within the machine's idle window. The job runs from a copy of the tree, so later calls may change files.
-#   gpu_daemon.sh start 'ENV=... bash scripts/toy_gpu_train.sh'    start the job (its log: /tmp/daemon/log)
-#   gpu_daemon.sh poll SECONDS [DIR] [CKPT]   wait up to SECONDS for it to end; print the log's tail; once it
-#                                       has ended, copy DIR's files (the job's results) to $OUT; while it runs,
-#                                       bring back CKPT (a folder, as ckpt.tar.* parts of 15 MB: cat them) so a lost machine loses little
+#   gpu_daemon.sh start 'ENV=... bash scripts/gpu_session.sh'   start the job (its log: /tmp/daemon/log)
+#   gpu_daemon.sh poll SECONDS [RESULTS] [CKPT]   wait up to SECONDS for it to end, print the log's tail, and
+#       bring back, whether or not it has ended, RESULTS (a folder of small files, as results.tar) and CKPT (a
+#       folder, as ckpt.tar.* parts of 15 MB: cat them), so a lost machine loses little
 # A machine that went back (idle past its window) has no job: poll then fails at once instead of waiting.
 set -uo pipefail
 D=/tmp/daemon
@@ -19,7 +19,9 @@ case "$1" in
     while [ ! -f "$D/rc" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
     tail -n 40 "$D/log"
     cp "$D/log" "$OUT/daemon.log"
-    if [ -f "$D/rc" ]; then echo "job ended, rc $(cat "$D/rc")"; [ -n "${3:-}" ] && cp "$3"/* "$OUT/"
-    elif [ -n "${4:-}" ] && [ -d "$4" ]; then tar cf - -C "$4" . | split -b 15M - "$OUT/ckpt.tar."; fi ;;
-  *) echo "usage: gpu_daemon.sh start CMD | poll SECONDS [DIR] [CKPT]" >&2; exit 2 ;;
+    [ -f "$D/rc" ] && echo "job ended, rc $(cat "$D/rc")"
+    [ -n "${3:-}" ] && [ -d "$3" ] && tar cf "$OUT/results.tar" -C "$3" .
+    [ -n "${4:-}" ] && [ -f "$4/model_index.json" ] && tar cf - -C "$4" . | split -b 15M - "$OUT/ckpt.tar."
+    true ;;
+  *) echo "usage: gpu_daemon.sh start CMD | poll SECONDS [RESULTS] [CKPT]" >&2; exit 2 ;;
 esac
