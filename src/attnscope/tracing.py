@@ -30,6 +30,7 @@ from .errors import AttnscopeError
 from .memory import release_freed_memory
 from .models import wan
 from .store import RunWriter, open_run
+from .store.procwriter import open_writer
 from .store.size import check_fits, estimate_store_bytes
 from .store.writer import summaries_of
 
@@ -72,8 +73,9 @@ class Trace(AbstractContextManager):
 
     def __init__(self, pipe, words: list[str] | None = None, store: str | Path | None = None,
                  heads="all", layers="all", steps="all", bends=None, value_norm: bool = False,
-                 overwrite: bool = False, meta: dict[str, Any] | None = None) -> None:
+                 overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto") -> None:
         self.pipe = pipe
+        self.writer_mode = writer  # "thread", "process" or "auto" (see attnscope.store.procwriter.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
         self.store = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="attnscope-"))
@@ -314,9 +316,10 @@ class Trace(AbstractContextManager):
         }
         meta.update(self.extra_meta)
         extras = ("value_norm",) if self.spec.value_norm else ()
-        self.writer = RunWriter(self.store, meta, words=words, layers=layers, heads=heads, num_steps=num_steps,
-                                grid=self.state.grid, extras=extras, overwrite=self.overwrite,
-                                release=self._transfer.pool.give)
+        cuda = next(transformer.parameters()).device.type == "cuda"
+        self.writer = open_writer(self.store, meta, words=words, layers=layers, heads=heads, num_steps=num_steps,
+                                  grid=self.state.grid, extras=extras, overwrite=self.overwrite,
+                                  release=self._transfer.pool.give, mode=self.writer_mode, cuda=cuda)
 
     def _matrix(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._matrices:

@@ -106,7 +106,7 @@ def _forward(transformer, inputs: Inputs, branch: str, step: int, n_steps: int):
 
 def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, repeats: int = 5, warmup: int = 1,
                       n_words: int = 8, naive: bool = True, frames: int | None = None, height: int | None = None,
-                      width: int | None = None, store_dir: str | None = None) -> dict:
+                      width: int | None = None, store_dir: str | None = None, writer: str = "auto") -> dict:
     """Median per-forward times of stock / attnscope / naive, interleaved; ratios, memory and bytes."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -117,7 +117,7 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
     peak: dict[str, int] = {}
     root = Path(store_dir or tempfile.mkdtemp(prefix="attnscope-bench-"))
     pipe = BenchPipe(transformer)
-    tr = Trace(pipe, store=root / f"{config}-store", overwrite=True)
+    tr = Trace(pipe, store=root / f"{config}-store", overwrite=True, writer=writer)
     tr.set_words(inputs.words, inputs.prompt_tokens)
     stock_out = capture_out = None
 
@@ -185,7 +185,7 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         "bytes_captured": captured, "bytes_written": written,
         "writer_busy_s": writer.busy_seconds,
         "write_throughput_MBps": writer.bytes_written / max(writer.busy_seconds, 1e-9) / 1e6,
-        "writer_drain_s": drain, "output_identical": identical,
+        "writer_drain_s": drain, "output_identical": identical, "writer": type(writer).__name__,
     }
     return result
 

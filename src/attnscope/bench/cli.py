@@ -18,6 +18,7 @@ def capture_command(
     naive: bool = typer.Option(True, help="Also time the naive full-probability baseline."),
     frames: int = typer.Option(None), height: int = typer.Option(None), width: int = typer.Option(None),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
+    writer: str = typer.Option("auto", help="Store writer: auto (process on CUDA, thread on CPU), thread, process."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """One transformer forward: stock vs attnscope capture vs naive, random full-size weights.
@@ -31,9 +32,9 @@ def capture_command(
     if config not in CONFIGS:
         raise AttnscopeError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
     result = run_capture_bench(config, device=device, repeats=repeats, n_words=words, naive=naive,
-                               frames=frames, height=height, width=width)
+                               frames=frames, height=height, width=width, writer=writer)
     typer.echo(table(result))
-    typer.echo(f"output identical to stock: {result['output_identical']}")
+    typer.echo(f"output identical to stock: {result['output_identical']}; writer: {result['writer']}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))
 
@@ -44,20 +45,23 @@ def e2e_command(
     steps: int = typer.Option(None, help="Denoising steps (default: the model's, 50 for full-size configs)."),
     repeats: int = typer.Option(3, help="Timed repeats per mode, interleaved."),
     device: str = typer.Option(None, help="cuda or cpu."),
+    writer: str = typer.Option("auto", help="Store writer(s), comma-separated, timed side by side: auto (process "
+                               "on CUDA, thread on CPU), thread, process. Example: --writer thread,process"),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.
 
-    Example: attnscope bench e2e --model toy --repeats 3
+    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,process
     """
     from .e2e import run_e2e_bench
 
-    result = run_e2e_bench(model, steps=steps, repeats=repeats, device=device)
+    result = run_e2e_bench(model, steps=steps, repeats=repeats, device=device,
+                           writers=tuple(w.strip() for w in writer.split(",")))
     med = result["median_s"]
-    typer.echo(f"{model}: stock {med['stock']:.3f} s, attnscope {med['attnscope']:.3f} s "
-               f"({result['ratio'] * 100:+.1f} % wall, {result['cpu_ratio'] * 100:+.1f} % CPU time), "
-               f"store {result['store_bytes_on_disk'] / 1e6:.2f} MB, "
-               f"identical: {result['output_identical']}")
+    captures = ", ".join(f"{m} {med[m]:.3f} s ({result['ratios'][m] * 100:+.1f} % wall, "
+                         f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time)" for m in result["ratios"])
+    typer.echo(f"{model}: stock {med['stock']:.3f} s, {captures}, "
+               f"store {result['store_bytes_on_disk'] / 1e6:.2f} MB, identical: {result['output_identical']}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))
 

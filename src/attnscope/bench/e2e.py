@@ -7,6 +7,7 @@ at the latents (the VAE decode is the same with and without capture).
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -28,6 +29,12 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its reaped children (a writer process, once closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _full_size_pipeline(config: str, device: str):
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=make_transformer(config, device, dtype),
@@ -38,8 +45,13 @@ def _full_size_pipeline(config: str, device: str):
 
 def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3, n_words: int = 8,
                   device: str | None = None, frames: int | None = None, height: int | None = None,
-                  width: int | None = None) -> dict:
-    """Median wall time of a generation with and without capture; the store's size on disk."""
+                  width: int | None = None, writers: tuple[str, ...] = ("auto",)) -> dict:
+    """Median wall time of a generation with and without capture; the store's size on disk.
+
+    ``writers`` lists the writer modes to time side by side ("auto", "thread", "process"): mode "auto" is
+    reported as "attnscope", the others as "attnscope_<mode>"; ``ratio`` and ``cpu_ratio`` are the first's.
+    """
+    captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): w for w in writers}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = Path(tempfile.mkdtemp(prefix="attnscope-e2e-"))
     if model in CONFIGS:
@@ -62,39 +74,43 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                                                 width=width).items() if v is not None})
         kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
         words, prompt_tokens = None, None
-    times: dict[str, list[float]] = {"stock": [], "attnscope": []}
-    cpu: dict[str, list[float]] = {"stock": [], "attnscope": []}  # process CPU time, all threads: the work added
+    times: dict[str, list[float]] = {mode: [] for mode in ("stock", *captures)}
+    cpu: dict[str, list[float]] = {mode: [] for mode in times}  # CPU time, all threads and the writer process
     outputs = {}
     store_bytes = 0
     for i in range(repeats + 1):
-        for mode in ("stock", "attnscope"):
+        for mode in times:
             generator = torch.Generator(device=device).manual_seed(0)
             store = root / f"run{i}"
             _sync(device)
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0 = time.perf_counter(), _cpu_seconds()
             if mode == "stock":
                 out = pipe(generator=generator, **kwargs).frames
             else:
-                tr = Trace(pipe, words=None, store=store)
+                tr = Trace(pipe, words=None, store=store, writer=captures[mode])
                 with tr:
                     if words is not None:
                         tr.set_words(words, prompt_tokens)
                     out = pipe(generator=generator, **kwargs).frames
             _sync(device)
-            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            dt, dc = time.perf_counter() - t0, _cpu_seconds() - c0
             if i > 0:
                 times[mode].append(dt)
                 cpu[mode].append(dc)
             outputs[mode] = out
-        if (store / "maps.zarr").exists():
-            store_bytes = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
-            shutil.rmtree(store)
-    a, b = outputs["stock"], outputs["attnscope"]
-    identical = bool(torch.equal(a, b)) if torch.is_tensor(a) else bool(np.array_equal(a, b))
+            if (store / "maps.zarr").exists():
+                store_bytes = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
+                shutil.rmtree(store)
+    a = outputs["stock"]
+    identical = all(bool(torch.equal(a, outputs[m])) if torch.is_tensor(a) else bool(np.array_equal(a, outputs[m]))
+                    for m in captures)
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    first = next(iter(captures))
     return {"model": model, "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
             "torch": torch.__version__, "steps": kwargs.get("num_inference_steps"), "repeats": repeats,
-            "median_s": med, "raw_s": times, "ratio": med["attnscope"] / med["stock"] - 1.0,
-            "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu["attnscope"] / med_cpu["stock"] - 1.0,
+            "median_s": med, "raw_s": times, "ratio": med[first] / med["stock"] - 1.0,
+            "ratios": {m: med[m] / med["stock"] - 1.0 for m in captures},
+            "cpu_ratios": {m: med_cpu[m] / med_cpu["stock"] - 1.0 for m in captures},
+            "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu[first] / med_cpu["stock"] - 1.0,
             "store_bytes_on_disk": store_bytes, "output_identical": identical}

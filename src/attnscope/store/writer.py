@@ -3,6 +3,10 @@
 Why streaming: a 50-step Wan2.1 run holds ~10^9 values; keeping them in memory is not an option, and an
 interrupted run should leave every finished step readable. ``meta.json`` is rewritten atomically after each step,
 so a reader never sees a half-written file.
+
+Two parts: :class:`RunStore` owns the zarr arrays and meta.json (one owner, no locking); :class:`RunWriter` feeds
+it from a background thread. :mod:`.procwriter` runs the same ``RunStore`` in a writer process instead, for GPU
+captures (see there why).
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import threading
 import time
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import RunExistsError
 from .layout import EPS, MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS, is_run
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "attnscope.run/1"
 SUMMARY_CHUNK_BYTES = 1 << 20
@@ -55,6 +61,8 @@ def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
     arithmetic so it runs on the capture's device (on a GPU the writer thread gets the small result) or, on the
     CPU, in parallel outside the GIL.
     """
+    import torch  # here, not at the top: the writer process imports this module and needs no torch
+
     m = torch.as_tensor(maps).to(torch.float16).float()
     w = torch.as_tensor(mass).to(torch.float16).float().unsqueeze(-4) + EPS
     return {SUMMARIES["raw"]: m.mean(-5).half(), SUMMARIES["renorm"]: (m / w).mean(-5).half()}
@@ -76,12 +84,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in meta.json")
 
 
-class RunWriter:
-    """Create a Run folder and fill it step by step.
+class RunStore:
+    """The zarr side of a Run folder: creates it, writes slabs, summaries, previews and meta.json.
 
-    Writes go through one background thread so the caller (the denoising loop) never waits on compression or
-    the disk; ``end_step`` queues the step's meta.json record behind its slabs, so meta.json only claims
-    finished steps, and ``close`` waits for the queue to drain.
+    Not thread-safe: exactly one thread (of this process, or of the writer process) owns it after creation.
+    Pickling it carries only what reopening needs, so a writer process reopens the arrays the caller created
+    (creating them in the caller keeps errors such as an existing run synchronous).
     Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
     (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab. A
     small run's summaries are written once, at close; until then readers fall back to the slabs.
@@ -99,10 +107,8 @@ class RunWriter:
         grid: tuple[int, int, int],
         extras: tuple[str, ...] = (),
         overwrite: bool = False,
-        release=None,
     ) -> None:
         self.path = Path(path)
-        self._release = release  # called with each host tensor once written (returns pinned buffers to a pool)
         if is_run(self.path):
             if not overwrite:
                 raise RunExistsError(
@@ -111,7 +117,6 @@ class RunWriter:
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.words, self.layers, self.heads = list(words), list(layers), list(heads)
-        self._layer_pos = {layer: i for i, layer in enumerate(self.layers)}
         f, y, x = grid
         n_h, n_w, n_l = len(self.heads), len(self.words), len(self.layers)
         self.meta = dict(meta)
@@ -126,104 +131,196 @@ class RunWriter:
         )
         self.meta.setdefault("words", [{"label": w} for w in self.words])
         write_meta(self.path, self.meta)
-        self.group = zarr.open_group(self.path / "maps.zarr", mode="w", zarr_format=3)
+        group = zarr.open_group(self.path / "maps.zarr", mode="w", zarr_format=3)
         common = dict(dtype="float16", fill_value=np.nan, compressors=[_compressor()])
-        self.arrays = {
-            "maps": self.group.create_array(
-                "maps", shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
-                dimension_names=MAPS_DIMS, **common,
-            ),
-            "prompt_mass": self.group.create_array(
-                "prompt_mass", shape=(num_steps, n_l, n_h, f, y, x), chunks=(1, 1, n_h, f, y, x),
-                dimension_names=MASS_DIMS, **common,
-            ),
-        }
-        summary_shape = (num_steps, n_l, n_w, f, y, x)
+        group.create_array("maps", shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
+                           dimension_names=MAPS_DIMS, **common)
+        group.create_array("prompt_mass", shape=(num_steps, n_l, n_h, f, y, x), chunks=(1, 1, n_h, f, y, x),
+                           dimension_names=MASS_DIMS, **common)
+        for name in extras:
+            group.create_array(name, shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
+                               dimension_names=MAPS_DIMS, **common)
+        self._slab_names = ("maps", "prompt_mass", *extras)
+        self._summary_shape = (num_steps, n_l, n_w, f, y, x)
         self._summary_chunks = (1, n_l, summary_words(n_l, n_w, grid), f, y, x)
         # a small run keeps its summaries in memory and writes each once at close: per-step writes of a few KB
         # would cost the writer a zarr call per array per step, on the CPU beside the denoising loop
-        self._deferred = np.prod(summary_shape) * 2 * len(SUMMARIES) <= DEFER_SUMMARY_BYTES
-        for name in SUMMARIES.values():
-            self.arrays[name] = (np.full(summary_shape, np.nan, np.float16) if self._deferred
-                                 else self._summary_array(name, summary_shape))
-        for name in extras:
-            self.arrays[name] = self.group.create_array(
-                name, shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
-                dimension_names=MAPS_DIMS, **common,
-            )
+        self._deferred = np.prod(self._summary_shape) * 2 * len(SUMMARIES) <= DEFER_SUMMARY_BYTES
+        if not self._deferred:
+            for name in SUMMARIES.values():
+                self._summary_array(name, group)
         self.previews: zarr.Array | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self.group = zarr.open_group(self.path / "maps.zarr", mode="r+")
+        self.arrays: dict[str, Any] = {name: self.group[name] for name in self._slab_names}
+        for name in SUMMARIES.values():
+            self.arrays[name] = (np.full(self._summary_shape, np.nan, np.float16) if self._deferred
+                                 else self.group[name])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("group", "arrays")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open()
+
+    def _summary_array(self, name: str, group: zarr.Group | None = None) -> zarr.Array:
+        return (group or self.group).create_array(
+            name, shape=self._summary_shape, chunks=self._summary_chunks, dimension_names=SUMMARY_DIMS,
+            dtype="float16", fill_value=np.nan, compressors=[_compressor()])
+
+    def write_step(self, step: int, positions: list[int], blocks: dict[str, np.ndarray]) -> int:
+        """Write a step's slabs: ``blocks[name]`` stacks the layers at ``positions`` (indices into ``layers``).
+
+        One zarr call per array when every layer is present (zarr writes the chunks together). Returns the
+        uncompressed bytes written.
+        """
+        full = list(positions) == list(range(len(self.layers)))
+        for name, block in blocks.items():
+            if full:
+                self.arrays[name][step] = block
+            else:
+                for i, pos in enumerate(positions):
+                    self.arrays[name][step, pos] = block[i]
+        return sum(block.nbytes for block in blocks.values())
+
+    def write_preview(self, step: int, frames: np.ndarray) -> None:
+        if self.previews is None:
+            t, h, w, c = frames.shape
+            self.previews = zarr.create_array(
+                self.path / "previews.zarr", shape=(self.meta["num_steps"], t, h, w, c),
+                chunks=(1, t, h, w, c), dtype="uint8", fill_value=0, dimension_names=PREVIEW_DIMS,
+                compressors=[_compressor()], zarr_format=3,
+            )
+        self.previews[step] = frames
+
+    def record_step(self, entry: dict[str, Any]) -> None:
+        """List a step in meta.json (call after its slabs are written)."""
+        self.meta["steps"].append(entry)
+        write_meta(self.path, self.meta)
+
+    def update_meta(self, items: dict[str, Any]) -> None:
+        self.meta.update(items)
+        write_meta(self.path, self.meta)
+
+    def close(self, complete: bool) -> None:
+        """Write a small run's summaries (runs whose steps never finished get none) and the final meta.json."""
+        if self._deferred and self.meta["steps"]:
+            for name in SUMMARIES.values():
+                self._summary_array(name)[...] = self.arrays[name]
+        self.meta["complete"] = bool(complete)
+        write_meta(self.path, self.meta)
+
+
+def host_step(layers: dict[int, tuple[dict, object]]) -> tuple[list[int], dict[str, list[np.ndarray]]]:
+    """A step's slabs as host numpy arrays, per array name in layer order, with summaries.
+
+    ``layers`` maps a layer position to (slabs, ready); ``ready`` is a CUDA event to wait on (an asynchronous
+    device-to-host copy in flight; waiting releases the GIL). Slabs without summaries (callers that pass numpy)
+    get them here, with the same arithmetic the capture uses on device.
+    """
+    for _, ready in layers.values():
+        if ready is not None:
+            ready.synchronize()
+    positions = sorted(layers)
+    slabs = [{name: _as_numpy(value) for name, value in layers[pos][0].items()} for pos in positions]
+    for values in slabs:
+        if not all(name in values for name in SUMMARIES.values()):
+            values.update({name: mean.numpy() for name, mean in summaries_of(values["maps"],
+                                                                           values["prompt_mass"]).items()})
+    names = slabs[0].keys() if slabs else ()
+    return positions, {name: [values[name] for values in slabs] for name in names}
+
+
+def host_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A step's meta.json record with device scalars converted (here, off the denoising thread)."""
+    return {key: float(value.item()) if hasattr(value, "item") else value for key, value in entry.items()}
+
+
+class RunWriter:
+    """Create a Run folder and fill it step by step, from a background thread.
+
+    Writes go through one background thread so the caller (the denoising loop) never waits on compression or
+    the disk; ``end_step`` queues the step's meta.json record behind its slabs, so meta.json only claims
+    finished steps, and ``close`` waits for the queue to drain. An error in the thread is raised at the caller's
+    next call. :class:`~attnscope.store.procwriter.ProcessRunWriter` has the same API and moves the zarr work
+    into a writer process; this thread writer is the CPU path.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        meta: dict[str, Any],
+        *,
+        words: list[str],
+        layers: list[int],
+        heads: list[int | str],
+        num_steps: int,
+        grid: tuple[int, int, int],
+        extras: tuple[str, ...] = (),
+        overwrite: bool = False,
+        release=None,
+    ) -> None:
+        self.store = RunStore(path, meta, words=words, layers=layers, heads=heads, num_steps=num_steps, grid=grid,
+                              extras=extras, overwrite=overwrite)
+        self.path = self.store.path
+        self._release = release  # called with each host tensor once written (returns pinned buffers to a pool)
+        self._layer_pos = {layer: i for i, layer in enumerate(self.store.layers)}
         self._queue: Queue = Queue(maxsize=256)
         self._error: BaseException | None = None
         self._pending: dict[int, dict[int, tuple[dict, object]]] = {}
-        self.bytes_written = 0  # uncompressed bytes of maps written, and the writer thread's busy time for them
+        self.bytes_written = 0  # uncompressed bytes of slabs written, and the writer's busy time for them
         self.busy_seconds = 0.0
         self._thread = threading.Thread(target=self._drain, name="attnscope-writer", daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
         while True:
-            item = self._queue.get()
+            fn, args = self._queue.get()
             try:
-                if item is None:
-                    return
-                if callable(item):
-                    if self._error is None:
-                        item()
-                    continue
-                if item[0] == "step":
-                    if self._error is None:
-                        t0 = time.perf_counter()
-                        self.bytes_written += self._write_step(item[1], item[2])
-                        self.busy_seconds += time.perf_counter() - t0
-                    continue
-                array, index, value = item
-                if self._error is None:
-                    array[index] = value
+                if self._error is None or fn == self._do_close:
+                    fn(*args)
             except BaseException as exc:  # re-raised in the caller's thread by _check
                 self._error = exc
             finally:
                 self._queue.task_done()
+            if fn == self._do_close:
+                return
 
-    def _summary_array(self, name: str, shape: tuple[int, ...]) -> zarr.Array:
-        return self.group.create_array(name, shape=shape, chunks=self._summary_chunks, dimension_names=SUMMARY_DIMS,
-                                       dtype="float16", fill_value=np.nan, compressors=[_compressor()])
+    # ---- run in the writer thread; ProcessRunWriter forwards them to its process instead --------------------
+    def _do_step(self, step: int, layers: dict[int, tuple[dict, object]], entry: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        positions, slabs = host_step(layers)
+        if positions:
+            self.bytes_written += self.store.write_step(step, positions,
+                                                        {name: np.stack(values) for name, values in slabs.items()})
+        self.busy_seconds += time.perf_counter() - t0
+        self._release_host(layers)
+        self.store.record_step(host_entry(entry))
 
-    def _write_deferred(self) -> None:
-        """Write the in-memory summaries of a small run (runs whose steps never finished get none)."""
-        if not self._deferred or not self.meta["steps"]:
-            return
-        for name in SUMMARIES.values():
-            self._summary_array(name, self.arrays[name].shape)[...] = self.arrays[name]
+    def _do_preview(self, step: int, frames: np.ndarray) -> None:
+        self.store.write_preview(step, frames)
 
-    def _write_step(self, step: int, layers: dict[int, tuple[dict, object]]) -> int:
-        """Write every layer slab of a step and its head means; one zarr call per array when all layers are
-        present.
+    def _do_meta(self, items: dict[str, Any]) -> None:
+        self.store.update_meta(items)
 
-        Returns the number of (uncompressed) bytes of slabs written.
-        """
-        for _, ready in layers.values():
-            if ready is not None:
-                ready.synchronize()  # CUDA event: the async device-to-host copy has landed
-        slabs = {pos: {name: _as_numpy(value) for name, value in entry.items()} for pos, (entry, _) in layers.items()}
-        nbytes = sum(value.nbytes for values in slabs.values() for value in values.values())
-        for values in slabs.values():
-            if not all(name in values for name in SUMMARIES.values()):  # the capture usually made them on device
-                values.update({name: mean.numpy() for name, mean in summaries_of(values["maps"],
-                                                                               values["prompt_mass"]).items()})
-        names = next(iter(slabs.values())).keys() if slabs else ()
-        for name in names:
-            if len(slabs) == len(self.layers):
-                self.arrays[name][step] = np.stack([slabs[pos][name] for pos in range(len(self.layers))])
-            else:
-                for pos, values in slabs.items():
-                    self.arrays[name][step, pos] = values[name]
+    def _do_sync(self) -> None:
+        return None  # the thread's own queue order is enough
+
+    def _do_close(self, complete: bool) -> None:
+        if self._error is None:
+            self.store.close(complete)
+
+    def _release_host(self, layers: dict[int, tuple[dict, object]]) -> None:
         if self._release is not None:
             for entry, _ in layers.values():
                 for value in entry.values():
                     if not isinstance(value, np.ndarray):
                         self._release(value)
-        return nbytes
 
+    # ---- the caller's API -------------------------------------------------------------------------------------
     def _check(self) -> None:
         if self._error is not None:
             raise RuntimeError(f"writing {self.path} failed") from self._error
@@ -240,7 +337,7 @@ class RunWriter:
         """Add one (step, layer) slab: ``maps`` [head, word, F, Y, X], ``prompt_mass`` [head, F, Y, X].
 
         Values are numpy arrays or host torch tensors; ``ready`` is an optional CUDA event that the writer
-        thread waits on before reading them (an asynchronous device-to-host copy still in flight). Slabs are
+        waits on before reading them (an asynchronous device-to-host copy still in flight). Slabs are
         gathered per step and written by ``end_step`` in one call per array (zarr writes the chunks together).
         """
         self._check()
@@ -250,54 +347,35 @@ class RunWriter:
     def write_preview(self, step: int, frames: np.ndarray) -> None:
         """Store the decoded x0 prediction of ``step`` (uint8 [T, h, w, 3])."""
         self._check()
-        if self.previews is None:
-            t, h, w, c = frames.shape
-            self.previews = zarr.create_array(
-                self.path / "previews.zarr", shape=(self.meta["num_steps"], t, h, w, c),
-                chunks=(1, t, h, w, c), dtype="uint8", fill_value=0, dimension_names=PREVIEW_DIMS,
-                compressors=[_compressor()], zarr_format=3,
-            )
-        self._queue.put((self.previews, (step,), np.asarray(frames, dtype=np.uint8)))
+        self._queue.put((self._do_preview, (step, np.asarray(frames, dtype=np.uint8))))
 
     def end_step(self, step: int, info: dict[str, Any]) -> None:
         """Mark ``step`` finished once its slabs are on disk; record timestep/sigma/expert in meta.json.
 
-        Queued behind the step's slabs, so the writer thread records the step only after writing them and the
+        Queued with the step's slabs, so the writer records the step only after writing them and the
         denoising loop does not wait for the disk.
         """
         self._check()
-        entry = {"index": step, **info}
-        self._queue.put(("step", step, self._pending.pop(step, {})))
-
-        def record() -> None:
-            for key, value in entry.items():
-                if hasattr(value, "item"):  # a device scalar: converted here, off the denoising thread
-                    entry[key] = float(value.item())
-            self.meta["steps"].append(entry)
-            write_meta(self.path, self.meta)
-
-        self._queue.put(record)
+        self._queue.put((self._do_step, (step, self._pending.pop(step, {}), {"index": step, **info})))
 
     def update_meta(self, **items: Any) -> None:
-        self._queue.join()
-        self.meta.update(items)
-        write_meta(self.path, self.meta)
+        self._queue.put((self._do_meta, (items,)))
+        self.flush()
 
     @property
     def steps_recorded(self) -> int:
         """Steps whose slabs are on disk (after ``flush``)."""
-        return len(self.meta["steps"])
+        return len(self.store.meta["steps"])
 
     def flush(self) -> None:
+        """Return once everything queued so far is on disk (or raise the writer's error)."""
+        self._queue.put((self._do_sync, ()))
         self._queue.join()
         self._check()
 
     def close(self, complete: bool) -> None:
-        """Flush and stop the writer thread; ``complete`` says whether every step was captured."""
+        """Flush and stop the writer; ``complete`` says whether every step was captured."""
+        self._queue.put((self._do_close, (bool(complete),)))
         self._queue.join()
-        self._queue.put(None)
         self._thread.join()
         self._check()
-        self._write_deferred()
-        self.meta["complete"] = bool(complete)
-        write_meta(self.path, self.meta)
