@@ -103,11 +103,11 @@ def test_an_error_in_the_writer_is_raised_at_the_next_call(tmp_path, mode):
     assert open_run(tmp_path / "r").meta["complete"] is False
 
 
-def test_auto_mode_uses_the_thread_writer_on_the_cpu_and_the_env_chooses(tmp_path, monkeypatch):
+def test_auto_mode_is_the_thread_writer_and_the_env_or_mode_chooses(tmp_path, monkeypatch):
     kwargs = dict(words=WORDS, layers=LAYERS, heads=HEADS, num_steps=1, grid=GRID)
     monkeypatch.delenv("ATTNSCOPE_WRITER", raising=False)
-    for name, cuda, expected in [("a", False, RunWriter), ("b", True, ProcessRunWriter)]:
-        w = open_writer(tmp_path / name, {}, cuda=cuda, **kwargs)
+    for name, mode, expected in [("a", "auto", RunWriter), ("b", "process", ProcessRunWriter)]:
+        w = open_writer(tmp_path / name, {}, mode=mode, **kwargs)
         assert type(w) is expected
         w.close(complete=False)
     monkeypatch.setenv("ATTNSCOPE_WRITER", "process")

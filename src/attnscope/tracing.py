@@ -316,10 +316,9 @@ class Trace(AbstractContextManager):
         }
         meta.update(self.extra_meta)
         extras = ("value_norm",) if self.spec.value_norm else ()
-        cuda = next(transformer.parameters()).device.type == "cuda"
         self.writer = open_writer(self.store, meta, words=words, layers=layers, heads=heads, num_steps=num_steps,
                                   grid=self.state.grid, extras=extras, overwrite=self.overwrite,
-                                  release=self._transfer.pool.give, mode=self.writer_mode, cuda=cuda)
+                                  release=self._transfer.pool.give, mode=self.writer_mode)
 
     def _matrix(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._matrices:

@@ -18,7 +18,7 @@ def capture_command(
     naive: bool = typer.Option(True, help="Also time the naive full-probability baseline."),
     frames: int = typer.Option(None), height: int = typer.Option(None), width: int = typer.Option(None),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
-    writer: str = typer.Option("auto", help="Store writer: auto (process on CUDA, thread on CPU), thread, process."),
+    writer: str = typer.Option("auto", help="Store writer: auto (the thread writer), thread, process."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """One transformer forward: stock vs attnscope capture vs naive, random full-size weights.
@@ -45,8 +45,8 @@ def e2e_command(
     steps: int = typer.Option(None, help="Denoising steps (default: the model's, 50 for full-size configs)."),
     repeats: int = typer.Option(3, help="Timed repeats per mode, interleaved."),
     device: str = typer.Option(None, help="cuda or cpu."),
-    writer: str = typer.Option("auto", help="Store writer(s), comma-separated, timed side by side: auto (process "
-                               "on CUDA, thread on CPU), thread, process. Example: --writer thread,process"),
+    writer: str = typer.Option("auto", help="Store writer(s), comma-separated, timed side by side: auto (the "
+                               "thread writer), thread, process. Example: --writer thread,process"),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.

@@ -1,11 +1,13 @@
-"""A Run writer whose zarr work runs in a separate process, so a GPU capture's denoising thread keeps the GIL.
+"""A Run writer whose zarr work runs in a separate process, off the denoising process's GIL (opt-in).
 
-Why: with the thread writer, zarr v3's Python and asyncio overhead, encoding and meta.json bookkeeping run in the
-denoising process and hold its GIL for long stretches; the denoising thread then launches its kernels late
-(H200, Wan2.1-1.3B: +11.7 % per captured forward, while the capture's GPU work is tiny). Here the denoising
-process only waits on each step's copy events, copies the host slabs into recycled shared-memory blocks (numpy
-copies release the GIL) and posts a small message; a spawned writer process (no torch, no CUDA) owns the
-:class:`~attnscope.store.writer.RunStore` and does every zarr write and meta.json rewrite.
+With the thread writer, zarr v3's Python and asyncio work, encoding and meta.json bookkeeping share the denoising
+process's GIL. This writer was built when capture cost +11.7 % per captured forward on an H200 and that GIL time
+was the suspect; the cause turned out to be a GPU synchronization per layer (fixed in ``capture.probs``), after
+which the thread writer cost as little (docs/benchmarks.md). It stays as an option for hosts where the writer's
+GIL time does show. The denoising process only waits on each step's copy events, copies the host slabs into
+recycled shared-memory blocks (numpy copies release the GIL) and posts a small message; a spawned writer process
+(no torch, no CUDA) owns the :class:`~attnscope.store.writer.RunStore` and does every zarr write and meta.json
+rewrite.
 
 Messages to the process: ("step", step, positions, {name: (block, shape)}, entry), ("preview", step, frames),
 ("meta", items), ("sync",), ("close", complete). Replies: ("free", blocks) once a step's blocks are written,
@@ -32,26 +34,21 @@ SHM_BYTES = 1 << 30  # shared memory kept in flight (at least one step's worth, 
 POLL_SECONDS = 1.0  # how often a waiting side checks that the other is still alive
 
 
-def open_writer(*args, mode: str = "auto", cuda: bool = False, **kwargs) -> RunWriter:
+def open_writer(*args, mode: str = "auto", **kwargs) -> RunWriter:
     """The writer for a capture: ``mode`` is "thread", "process" or "auto" (``ATTNSCOPE_WRITER`` overrides auto).
 
-    Auto picks the process writer for a CUDA capture, where the writer thread's GIL time is what capture costs,
-    when /dev/shm holds two steps; the thread writer otherwise: on the CPU the denoising loop's own work needs
-    the cores, and a process would only add a copy.
+    Auto is the thread writer. On an H200 at Wan2.1-1.3B size the process writer cost no less per captured
+    forward (+1.9 % against +0.9 %, docs/benchmarks.md) once capture stopped synchronizing the GPU, so the
+    process, which keeps zarr's Python work off the denoising process's GIL, is an option for hosts where
+    that GIL time shows, not the default.
     """
     if mode == "auto":
         mode = os.environ.get("ATTNSCOPE_WRITER", "auto")
     if mode == "auto":
-        mode = "process" if cuda and _shm_free() >= 2 * step_bytes(**kwargs) else "thread"
+        mode = "thread"
     if mode not in ("thread", "process"):
         raise ValueError(f"writer mode {mode!r}: choose thread, process or auto")
     return (ProcessRunWriter if mode == "process" else RunWriter)(*args, **kwargs)
-
-
-def step_bytes(*, words, layers, heads, grid, extras=(), **_) -> int:
-    """Host bytes of one captured step: slabs of every layer, prompt mass and the two summaries, fp16."""
-    per_word = len(heads) * (1 + len(extras)) + 2
-    return len(layers) * (len(words) * per_word + len(heads)) * int(np.prod(grid)) * 2
 
 
 def _shm_free() -> int:

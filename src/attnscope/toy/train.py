@@ -206,7 +206,10 @@ def train_vae(pipe, cfg: TrainConfig, stage: StageState, device: torch.device, s
         with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
             with torch.set_grad_enabled(not cfg.vae_decoder_only):
                 posterior = vae.encode(x).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen, device=device)
+            # A decoder trained alone serves the denoiser, whose targets are posterior means: sampling noise as
+            # large as the gap between blue and the background would teach it to draw blue as background.
+            z = posterior.mean if cfg.vae_decoder_only else posterior.mean + posterior.std * torch.randn(
+                posterior.mean.shape, generator=gen, device=device)
             rec = unclamped.decode(vae, z).float()
         weight = 1.0 + 4.0 * (x > -0.5).any(dim=1, keepdim=True).float()  # object pixels count 5x
         err = rec - x
