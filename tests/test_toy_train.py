@@ -40,6 +40,11 @@ def test_two_step_training_writes_a_loadable_pipeline_and_resumes(tmp_path, caps
     with safe_open(str(cfg.out / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
 
+    from attnscope.models.loading import load_pipeline
+    from attnscope.toy.model import TOY_DEFAULTS
+
+    assert load_pipeline(str(cfg.out), device="cpu")._attnscope_defaults == TOY_DEFAULTS, "a trained folder is a toy"
+
     cfg.dit_steps = 3  # budgets are totals: a larger one continues the denoiser only
     train(cfg)
     state = json.loads((cfg.out / STATE_FILE).read_text())

@@ -30,7 +30,8 @@ def load_pipeline(model: str = "toy", device: str | torch.device | None = None, 
     """Return a ready diffusers Wan pipeline.
 
     ``model``: "toy" (shipped, offline), "tiny[-i2v|-ti2v|-a14b]" (random, for tests), a short alias such as
-    "wan2.1-t2v-1.3b", a hub id ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") or a local diffusers folder.
+    "wan2.1-t2v-1.3b", a hub id ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") or a local diffusers folder (one written
+    by `attnscope toy train` gets the toy's defaults).
     ``dtype`` defaults to bfloat16 on CUDA and float32 on the CPU; Wan's VAE always runs in float32.
     """
     device = torch.device(device) if device is not None else default_device()
@@ -51,6 +52,11 @@ def load_pipeline(model: str = "toy", device: str | torch.device | None = None, 
             )
         pipe = _from_pretrained(str(TOY_WEIGHTS_DIR), torch.float32)
         defaults = TOY_DEFAULTS
+    elif (Path(model).expanduser() / "train_state.json").exists():  # a folder `attnscope toy train` wrote
+        from ..toy.model import TOY_DEFAULTS
+
+        pipe = _from_pretrained(model, torch.float32)
+        defaults = TOY_DEFAULTS  # not Wan's 480×832×81: a toy model knows only 256² × 17 frames
     else:
         pipe = _from_pretrained(HUB_ALIASES.get(model, model), dtype)
         defaults = HUB_DEFAULTS
