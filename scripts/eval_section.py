@@ -13,6 +13,20 @@ rows = "\n".join(
     for n, e in sorted(est.items(), key=lambda kv: -kv[1]["miou"]))
 best = max(est.items(), key=lambda kv: kv[1]["miou"])
 s, d, rec = r["settings"], r["detection"], r["recommended"]
+b = best[1]
+if b["n_full_size"] == b["n"]:
+    full_size = ("Every test sample's object was drawn at about its size (median ≥ 1,000 px per frame), so the "
+                 "last column equals the first and the gap to 0.60 is the maps' own, not fragments'.")
+else:
+    full_size = (f"The last column keeps only the {b['n_full_size']} test samples whose object the model drew at "
+                 f"about its size (median ≥ 1,000 px per frame; the smallest toy object covers 1,532): there "
+                 f"**{best[0]}** reaches {b['miou_full_size']:.2f} against {est['raw']['miou_full_size']:.2f} for "
+                 f"`raw`; on a 3-token fragment IoU is near 0 however good the map is.")
+subset_note = (": the layer and step subset that scored best on the selection split (`best-layers`) did worse "
+               "than all of them on the test split, so it is not the default" if rec["layers"] is None else
+               ", the subset chosen on the selection split (`best-layers`), which also won on the test split")
+where = ("all layers and steps" if rec["layers"] is None else
+         f"layers {rec['layers']}, steps {rec['step_fraction'][0]:.2f}–{rec['step_fraction'][1]:.2f} of the schedule")
 text = f"""## How faithful are the maps? (`attnscope eval`)
 
 attnscope measures its maps against ground truth on the toy world: it generates held-out prompts (seeds never
@@ -35,20 +49,17 @@ found — {d['objects_found']} of {d['objects']} requested objects; {s['test_sam
 Best: **{best[0]}** at {best[1]['miou']:.2f}. For comparison, DAAM reported 58.8–64.8 mIoU on COCO-Gen images with
 a 0.4 threshold; the settings differ (a small toy video model here, real images there), so the numbers are
 not directly comparable. The goal of ≥ 0.60 is {'met' if best[1]['miou'] >= 0.6 else '**not met**'} with this
-toy model (0.27 with the previous, weaker model: a better model gave better maps). It still draws the wrong
-shape at times (circles as triangles), so a shape word is judged against the mask of the object of its colour,
-and some objects come out smaller than asked or as fragments. The last column keeps only the {best[1]['n_full_size']} test samples whose object the model drew at about
-its size (median ≥ 1,000 px per frame; the smallest toy object, a radius-30 triangle, covers 1,532): there **{best[0]}** reaches
-{best[1]['miou_full_size']:.2f} against {est['raw']['miou_full_size']:.2f} for `raw`. On a 3-token fragment IoU
-is near 0 however good the map is, so much of the gap to 0.60 is the model, not the map; this column is a
-diagnosis, not the issue's measure.
+toy model (0.39 with the third model, 0.27 with the second: each better model gave better maps). The model
+never draws blue, so blue objects are not found and not scored ({d['objects'] - d['objects_found']} of {d['objects']} requested objects), and
+a shape word is judged against the mask of the object of its colour. {full_size} By word kind, colour words
+reach {b['miou_by_kind']['colour']:.2f} and shape words {b['miou_by_kind']['shape']:.2f}: a shape word's map often covers the object's colour region loosely.
 
 Padding sink: on average {r['padding_sink']['prompt_mass_mean'] * 100:.0f} % of each video token's attention goes
 to real prompt tokens; the rest lands on Wan's zero padding — yet dividing it out (`renorm`) *hurts*
 localization here, probably because background queries attend almost only to padding, so renormalizing inflates
 their small word probabilities. The recommended aggregation is estimator `{rec['estimator']}` (base
-`{rec['base']}`), layers {rec['layers']}, steps {rec['step_fraction'][0]:.2f}–{rec['step_fraction'][1]:.2f} of
-the schedule. `attnscope eval --out DIR` writes it as `DIR/recommended.json`; the copy shipped beside the toy
+`{rec['base']}`) over {where}{subset_note}.
+`attnscope eval --out DIR` writes it as `DIR/recommended.json`; the copy shipped beside the toy
 weights makes it the default view of `attnscope render` and of the viewer for toy runs. The full report, with mIoU
 per layer × step and per layer × head and the answer in words, is [docs/eval/report.md](docs/eval/report.md).
 

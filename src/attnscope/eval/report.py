@@ -84,7 +84,8 @@ def render_markdown(result: dict) -> str:
         f"(`renorm`) changes mIoU from {raw:.2f} (raw) to {ren:.2f}.",
         f"- Recommended aggregation (written to `recommended.json` beside this report; copied beside a model's "
         f"weights, it is the default view of `attnscope render` and of the viewer for that model's runs): estimator "
-        f"`{result['recommended']['estimator']}`, layers {result['recommended']['layers']}, steps "
+        f"`{result['recommended']['estimator']}`, "
+        f"{'all layers' if result['recommended']['layers'] is None else 'layers ' + str(result['recommended']['layers'])}, steps "
         f"{result['recommended']['step_fraction'][0]:.2f}–{result['recommended']['step_fraction'][1]:.2f} of "
         f"the schedule.",
     ]

@@ -66,8 +66,9 @@ def save_preset(result: dict, path: str | Path) -> Path:
     rec, scores = result["recommended"], result["estimators"]
     estimator = rec["base"] if rec["estimator"] == "best-layers" else rec["estimator"]
     lo, hi = rec["step_fraction"]
-    source = (f"attnscope eval on {result['settings']['prompts']} held-out prompts: {estimator} over layers "
-              f"{rec['layers']}, steps {lo:.2f}-{hi:.2f} of the denoising (mIoU {scores[rec['estimator']]['miou']:.2f}"
+    layers = "all layers" if rec["layers"] is None else f"layers {rec['layers']}"
+    source = (f"attnscope eval on {result['settings']['prompts']} held-out prompts: {estimator} over {layers}, "
+              f"steps {lo:.2f}-{hi:.2f} of the denoising (mIoU {scores[rec['estimator']]['miou']:.2f}"
               f" vs {scores['raw']['miou']:.2f} for the plain raw mean)")
     data = {"estimator": estimator, "layers": rec["layers"], "step_fraction": [lo, hi], "source": source}
     Path(path).write_text(json.dumps(data, indent=1) + "\n")
