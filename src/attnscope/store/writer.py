@@ -246,7 +246,7 @@ class RunWriter:
     the disk; ``end_step`` queues the step's meta.json record behind its slabs, so meta.json only claims
     finished steps, and ``close`` waits for the queue to drain. An error in the thread is raised at the caller's
     next call. :class:`~attnscope.store.procwriter.ProcessRunWriter` has the same API and moves the zarr work
-    into a writer process; this thread writer is the CPU path.
+    into a writer process (opt-in); this thread writer is the default everywhere.
     """
 
     def __init__(
