@@ -75,7 +75,7 @@ class Trace(AbstractContextManager):
                  heads="all", layers="all", steps="all", bends=None, value_norm: bool = False,
                  overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto") -> None:
         self.pipe = pipe
-        self.writer_mode = writer  # "thread", "process" or "auto" (see attnscope.store.procwriter.open_writer)
+        self.writer_mode = writer  # "thread", "process", "inline" or "auto" (see attnscope.store.procwriter.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
         self.store = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="attnscope-"))

@@ -18,7 +18,7 @@ def capture_command(
     naive: bool = typer.Option(True, help="Also time the naive full-probability baseline."),
     frames: int = typer.Option(None), height: int = typer.Option(None), width: int = typer.Option(None),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
-    writer: str = typer.Option("auto", help="Store writer: auto (the thread writer), thread, process."),
+    writer: str = typer.Option("auto", help="Store writer: auto (the thread writer), thread, process, inline."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """One transformer forward: stock vs attnscope capture vs naive, random full-size weights.
@@ -46,7 +46,7 @@ def e2e_command(
     repeats: int = typer.Option(3, help="Timed repeats per mode, interleaved."),
     device: str = typer.Option(None, help="cuda or cpu."),
     writer: str = typer.Option("auto", help="Store writer(s), comma-separated, timed side by side: auto (the "
-                               "thread writer), thread, process. Example: --writer thread,process"),
+                               "thread writer), thread, process, inline. Example: --writer thread,inline"),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.

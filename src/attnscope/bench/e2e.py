@@ -48,7 +48,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                   width: int | None = None, writers: tuple[str, ...] = ("auto",)) -> dict:
     """Median wall time of a generation with and without capture; the store's size on disk.
 
-    ``writers`` lists the writer modes to time side by side ("auto", "thread", "process"): mode "auto" is
+    ``writers`` lists the writer modes to time side by side ("auto", "thread", "process", "inline"): mode "auto" is
     reported as "attnscope", the others as "attnscope_<mode>"; ``ratio`` and ``cpu_ratio`` are the first's.
     """
     captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): w for w in writers}

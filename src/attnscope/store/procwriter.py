@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .writer import RunStore, RunWriter, host_entry, host_step
+from .writer import InlineRunWriter, RunStore, RunWriter, host_entry, host_step
 
 SHM_DIR = "/dev/shm"
 SHM_BYTES = 1 << 30  # shared memory kept in flight (at least one step's worth, however large)
@@ -46,9 +46,10 @@ def open_writer(*args, mode: str = "auto", **kwargs) -> RunWriter:
         mode = os.environ.get("ATTNSCOPE_WRITER", "auto")
     if mode == "auto":
         mode = "thread"
-    if mode not in ("thread", "process"):
-        raise ValueError(f"writer mode {mode!r}: choose thread, process or auto")
-    return (ProcessRunWriter if mode == "process" else RunWriter)(*args, **kwargs)
+    writers = {"thread": RunWriter, "process": ProcessRunWriter, "inline": InlineRunWriter}
+    if mode not in writers:
+        raise ValueError(f"writer mode {mode!r}: choose thread, process, inline or auto")
+    return writers[mode](*args, **kwargs)
 
 
 def _shm_free() -> int:

@@ -273,8 +273,15 @@ class RunWriter:
         self._pending: dict[int, dict[int, tuple[dict, object]]] = {}
         self.bytes_written = 0  # uncompressed bytes of slabs written, and the writer's busy time for them
         self.busy_seconds = 0.0
+        self._start()
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._drain, name="attnscope-writer", daemon=True)
         self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        """Queue ``fn(*args)`` for the writer (the inline writer runs it at once)."""
+        self._queue.put((fn, args))
 
     def _drain(self) -> None:
         while True:
@@ -347,7 +354,7 @@ class RunWriter:
     def write_preview(self, step: int, frames: np.ndarray) -> None:
         """Store the decoded x0 prediction of ``step`` (uint8 [T, h, w, 3])."""
         self._check()
-        self._queue.put((self._do_preview, (step, np.asarray(frames, dtype=np.uint8))))
+        self._run(self._do_preview, (step, np.asarray(frames, dtype=np.uint8)))
 
     def end_step(self, step: int, info: dict[str, Any]) -> None:
         """Mark ``step`` finished once its slabs are on disk; record timestep/sigma/expert in meta.json.
@@ -356,10 +363,10 @@ class RunWriter:
         denoising loop does not wait for the disk.
         """
         self._check()
-        self._queue.put((self._do_step, (step, self._pending.pop(step, {}), {"index": step, **info})))
+        self._run(self._do_step, (step, self._pending.pop(step, {}), {"index": step, **info}))
 
     def update_meta(self, **items: Any) -> None:
-        self._queue.put((self._do_meta, (items,)))
+        self._run(self._do_meta, (items,))
         self.flush()
 
     @property
@@ -378,4 +385,35 @@ class RunWriter:
         self._queue.put((self._do_close, (bool(complete),)))
         self._queue.join()
         self._thread.join()
+        self._check()
+
+
+class InlineRunWriter(RunWriter):
+    """:class:`RunWriter`'s API with every write done in the caller's thread, at ``end_step``.
+
+    Why: on a machine with few cores (the 2-core CPU box) a writer thread takes a core from torch's intra-op
+    threads for the whole step, which costs more than the write itself; writing a small run's step in place
+    costs only the write. On a GPU the thread writer keeps the disk off the denoising loop's critical path.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._thread = None
+        super().__init__(*args, **kwargs)
+
+    def _start(self) -> None:
+        return None
+
+    def _run(self, fn, args) -> None:
+        self._check()
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._error = exc
+            raise RuntimeError(f"writing {self.path} failed") from exc
+
+    def flush(self) -> None:
+        self._check()
+
+    def close(self, complete: bool) -> None:
+        self._do_close(bool(complete))  # after an error: leaves the run marked incomplete
         self._check()
