@@ -60,5 +60,8 @@ def test_value_norms_from_probs_match_the_direct_path():
     from attnscope.capture.probs import words_from_probs
 
     given = words_from_probs(probs, idx, to_word, n_real, value, w_o)
-    for a, b in zip(direct, given, strict=True):
+    for a, b in zip(direct[:2], given[:2], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert direct[2].keys() == given[2].keys() == {"value_norm", "value_proj"}
+    for name in direct[2]:
+        torch.testing.assert_close(direct[2][name], given[2][name], rtol=1e-4, atol=1e-5)

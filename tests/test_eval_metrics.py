@@ -42,7 +42,7 @@ def _synthetic_run(path, *, vnorm=True):
     """2 steps, 2 layers, 1 head, words 'circle' (hot at token (0,0)) and 'square' (hot at (1,1))."""
     grid = (1, 2, 2)
     w = RunWriter(path, {"prompt": "a circle and a square", "vae": {"temporal": 4}}, words=["circle", "square"],
-                  layers=[0, 1], heads=[0], num_steps=2, grid=grid, extras=("value_norm",) if vnorm else ())
+                  layers=[0, 1], heads=[0], num_steps=2, grid=grid, extras=("value_norm", "value_proj") if vnorm else ())
     for step in range(2):
         for layer in range(2):
             maps = np.full((1, 2, 1, 2, 2), 0.05, np.float32)
@@ -50,7 +50,7 @@ def _synthetic_run(path, *, vnorm=True):
                 maps[0, 0, 0, 0, 0] = 0.4
                 maps[0, 1, 0, 1, 1] = 0.4
             mass = np.full((1, 1, 2, 2), 0.5, np.float32)
-            extras = {"value_norm": maps * 2} if vnorm else {}
+            extras = {"value_norm": maps * 2, "value_proj": maps - 0.05 * layer} if vnorm else {}
             w.write(step, layer, maps, mass, extras)
         w.end_step(step, {"timestep": 1.0 - step})
     w.close(True)
@@ -67,6 +67,9 @@ def test_estimators_hand_computed(tmp_path):
     share = est.share(run, "circle")
     assert share[0, 0, 0] == pytest.approx((0.5 + 0.4 / 0.45) / 2, rel=1e-3)
     np.testing.assert_allclose(est.value_norm(run, "circle"), raw * 2, rtol=1e-3)
+    proj = est.value_proj(run, "circle")  # layer 0: 0.05 everywhere; layer 1: 0.35 at (0,0), 0 elsewhere
+    assert proj[0, 0, 0] == pytest.approx((0.05 + 0.35) / 2, rel=1e-3)
+    assert proj[0, 1, 1] == pytest.approx(0.05 / 2, rel=1e-3)
     only_l1 = est.raw(run, "circle", layers=[1])
     assert only_l1[0, 0, 0] == pytest.approx(0.4, rel=1e-3)
 

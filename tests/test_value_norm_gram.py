@@ -76,5 +76,45 @@ def test_both_call_sites_match_the_direct_formula():
     _, _, given = words_from_probs(probs, idx, to_word, n_real, value, out_weight)
     ref = _direct(probs[..., idx], to_word, value[idx].transpose(0, 1),
                   out_weight.unflatten(1, (heads, -1)).permute(1, 2, 0))
-    torch.testing.assert_close(direct, ref, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(given, ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(direct["value_norm"], ref, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(given["value_norm"], ref, rtol=1e-5, atol=1e-7)
+
+
+def _direct_projection(probs, idx, to_word, value, out_weight):
+    """⟨c_{w,h}, y⟩/‖y‖ by materializing every output vector: probs [H, S, L], value [L, H, D]."""
+    heads = value.shape[1]
+    u = torch.einsum("lhd,chd->hlc", value, out_weight.unflatten(1, (heads, -1)))  # [H, L, C]
+    y = torch.einsum("hsl,hlc->sc", probs, u)  # the whole attention output per query
+    out = torch.zeros(heads, to_word.shape[1], probs.shape[1])
+    for w in range(to_word.shape[1]):
+        tokens = idx[to_word[:, w] > 0]
+        c = torch.einsum("hst,htc->hsc", probs[..., tokens], u[:, tokens])  # word w through each head
+        out[:, w] = (c * y).sum(-1) / y.norm(dim=-1)
+    return out
+
+
+def test_value_proj_matches_the_output_vectors_and_sums_to_the_projection():
+    """Both call sites, with the padding collapsed (identical padding rows) and not, equal the explicit formula;
+    summed over heads and words with every token as a word, the projections give back ‖y‖."""
+    g = torch.Generator().manual_seed(3)
+    n_real, heads, dim, s, width = 6, 3, 8, 40, 32
+    context = torch.randn(20, heads, dim, generator=g)
+    context[n_real:] = context[n_real]  # Wan's padding: identical rows
+    key, value = context, context.flip(-1) * 0.5
+    query = torch.randn(s, heads, dim, generator=g)
+    out_weight = torch.randn(width, heads * dim, generator=g)
+    idx, to_word = word_matrix({"a": [1], "bc": [2, 3], "e": [5]}, torch.device("cpu"))
+    probs = torch.softmax(torch.einsum("shd,lhd->hsl", query, key) * 0.3, dim=-1)
+    ref = _direct_projection(probs, idx, to_word, value, out_weight)
+    for collapse in (True, False):
+        _, _, got = word_probabilities(query, key, idx, to_word, n_real, 0.3, value, out_weight,
+                                       collapse_padding=collapse)
+        torch.testing.assert_close(got["value_proj"], ref, rtol=1e-4, atol=1e-5)
+    _, _, given = words_from_probs(probs, idx, to_word, n_real, value, out_weight)
+    torch.testing.assert_close(given["value_proj"], ref, rtol=1e-4, atol=1e-5)
+    every = {str(i): [i] for i in range(20)}
+    all_idx, all_words = word_matrix(every, torch.device("cpu"))
+    _, _, whole = words_from_probs(probs, all_idx, all_words, 20, value, out_weight)
+    u = torch.einsum("lhd,chd->hlc", value, out_weight.unflatten(1, (heads, -1)))
+    norm = torch.einsum("hsl,hlc->sc", probs, u).norm(dim=-1)
+    torch.testing.assert_close(whole["value_proj"].sum((0, 1)), norm, rtol=1e-4, atol=1e-4)

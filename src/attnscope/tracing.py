@@ -36,6 +36,8 @@ from .store.writer import summaries_of
 
 HOOK_NAME = "attnscope"
 
+VALUE_EXTRAS = ("value_norm", "value_proj")  # what value_norm=True captures beside the maps
+
 
 class _NoState(BaseState):
     def reset(self, *args, **kwargs) -> None:
@@ -315,7 +317,7 @@ class Trace(AbstractContextManager):
                     "spatial": int(getattr(self.pipe, "vae_scale_factor_spatial", 8))},
         }
         meta.update(self.extra_meta)
-        extras = ("value_norm",) if self.spec.value_norm else ()
+        extras = VALUE_EXTRAS if self.spec.value_norm else ()
         self.writer = open_writer(self.store, meta, words=words, layers=layers, heads=heads, num_steps=num_steps,
                                   grid=self.state.grid, extras=extras, overwrite=self.overwrite,
                                   release=self._transfer.pool.give, mode=self.writer_mode)
@@ -328,32 +330,32 @@ class Trace(AbstractContextManager):
     def record(self, call: CallInfo, query, key, value, out_weight) -> None:
         """Exact probabilities from the stock path's query [S,H,D] and key [L,H,D]."""
         token_index, to_word = self._matrix(query.device)
-        maps, mass, vnorm = word_probabilities(query, key, token_index, to_word, call.prompt_tokens,
+        maps, mass, values = word_probabilities(query, key, token_index, to_word, call.prompt_tokens,
                                                1.0 / math.sqrt(query.shape[-1]), value, out_weight,
                                                padding_identical=self._padding_identical)
-        self._write(call, maps, mass, vnorm)
+        self._write(call, maps, mass, values)
 
     def record_probs(self, call: CallInfo, probs, value, out_weight) -> None:
         """Probabilities a bent call actually used: probs [H, S, L], value [L, H, D]."""
         token_index, to_word = self._matrix(probs.device)
-        maps, mass, vnorm = words_from_probs(probs, token_index, to_word, call.prompt_tokens,
+        maps, mass, values = words_from_probs(probs, token_index, to_word, call.prompt_tokens,
                                              value if self.spec.value_norm else None, out_weight)
-        self._write(call, maps, mass, vnorm)
+        self._write(call, maps, mass, values)
 
-    def _write(self, call: CallInfo, maps, mass, vnorm) -> None:
+    def _write(self, call: CallInfo, maps, mass, values: dict | None) -> None:
         heads = self.spec.heads
+        values = values or {}
         if heads == "mean":
             maps, mass = maps.mean(0, keepdim=True), mass.mean(0, keepdim=True)
-            vnorm = vnorm.mean(0, keepdim=True) if vnorm is not None else None
+            values = {name: v.mean(0, keepdim=True) for name, v in values.items()}
         elif heads != "all":
             maps, mass = maps[heads], mass[heads]
-            vnorm = vnorm[heads] if vnorm is not None else None
+            values = {name: v[heads] for name, v in values.items()}
         f, y, x = call.grid
         grid_maps = maps.unflatten(-1, (f, y, x))  # [H, W, S] -> [H, W, F, Y, X]
         grid_mass = mass.unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
         tensors = {"maps": grid_maps, "prompt_mass": grid_mass, **summaries_of(grid_maps, grid_mass)}
-        if vnorm is not None:
-            tensors["value_norm"] = vnorm.unflatten(-1, (f, y, x))
+        tensors.update({name: v.unflatten(-1, (f, y, x)) for name, v in values.items()})
         host, ready = self._transfer.start(tensors)
         maps_h, mass_h = host.pop("maps"), host.pop("prompt_mass")
         self.writer.write(call.step, call.layer, maps_h, mass_h, host, ready=ready)

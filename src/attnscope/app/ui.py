@@ -41,8 +41,8 @@ def _explore_controls() -> dict[str, gr.components.Component]:
     with gr.Row():
         c["estimator"] = gr.Radio(list(ESTIMATORS), value="raw", label="estimator",
                                   info="renorm divides by the mass on real prompt tokens (removes the padding sink); "
-                                  "value-norm is the word's share of the attention output (runs made with "
-                                  "--value-norm)")
+                                  "value-norm is the size of the word's contribution to the attention output, "
+                                  "value-proj its length along that output (runs made with --value-norm)")
         c["colorbar"] = gr.Checkbox(True, label="colour bar")
     return c
 

@@ -88,12 +88,14 @@ def word_probabilities(
     key_t = key.permute(1, 2, 0)  # [H, D, L']
     maps = query.new_empty((h, n_words, s), dtype=torch.float32)
     mass = query.new_empty((h, s), dtype=torch.float32)
-    vnorm = None
+    vnorm = vproj = None
     if value is not None:
         vnorm = query.new_empty((h, n_words, s), dtype=torch.float32)
+        vproj = query.new_empty((h, n_words, s), dtype=torch.float32)
         v_sel = value[token_index].float().transpose(0, 1)  # [H, T, D]
         w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
         gram = _value_gram(v_sel, w_o)  # [H, T, T], once for all query blocks
+        out_gram = _output_gram(value[: key.shape[0]], w_o)  # the distinct keys' values: [H·L', H·L']
     for start in range(0, s, QUERY_BLOCK):
         block = slice(start, start + QUERY_BLOCK)
         q = query[block].transpose(0, 1)  # [H, s, D]
@@ -105,7 +107,8 @@ def word_probabilities(
         mass[:, block] = torch.exp(logits[..., :prompt_tokens] - lse).sum(-1)
         if vnorm is not None:
             vnorm[:, :, block] = _norms_from_gram(selected, token_to_word, gram)
-    return maps, mass, vnorm
+            vproj[:, :, block] = _projections(torch.exp(weighted - lse), token_index, token_to_word, out_gram)
+    return maps, mass, (None if vnorm is None else {"value_norm": vnorm, "value_proj": vproj})
 
 
 def _value_norms(selected: torch.Tensor, token_to_word: torch.Tensor, v_sel: torch.Tensor,
@@ -122,6 +125,35 @@ def _value_gram(v_sel: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
     """
     u = torch.bmm(v_sel.float(), w_o.float())  # [H, T, C]
     return torch.bmm(u, u.transpose(1, 2))
+
+
+def _output_gram(value: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of every head's projected values u_{h,t} = v_{h,t} W_o,h, across heads: [H·L, H·L] float32.
+
+    value [L, H, D] (the distinct keys' values: the prompt's and one padding row), w_o [H, D, C]. The
+    attention output of a query is y = Σ_h Σ_t p_{h,t} u_{h,t}, so with a = (p_{h,t}) every product of outputs
+    is a quadratic form in G: ‖y‖² = aᵀ G a.
+    """
+    u = torch.bmm(value.float().transpose(0, 1), w_o.float()).flatten(0, 1)  # [H·L, C]
+    return u @ u.T
+
+
+def _projections(probs: torch.Tensor, token_index: torch.Tensor, token_to_word: torch.Tensor,
+                 gram: torch.Tensor) -> torch.Tensor:
+    """⟨c_{w,h}, y⟩ / ‖y‖ per head, word and query: probs [H, s, L] over the distinct keys -> [H, W, s].
+
+    c_{w,h} = Σ_{t∈w} p_{h,t} u_{h,t} is word w's contribution through head h, y the query's whole attention
+    output (every head, every key, padding included). Summed over heads it is the length of the word's
+    contribution along the output: large where the word drives what the layer writes, small where the output
+    points elsewhere (at the padding, say) however much the word is attended. ConceptAttention found such
+    output-space maps sharper than attention weights.
+    """
+    h, s, n = probs.shape
+    a = probs.float().permute(1, 0, 2).reshape(s, h * n)  # [s, H·L]
+    ab = a * (a @ gram)  # [s, H·L]: a_i (G a)_i, whose sum is ‖y‖²
+    norm = ab.sum(-1).clamp_min(0).sqrt()  # [s]
+    terms = ab.unflatten(1, (h, n))[..., token_index] @ token_to_word  # [s, H, W]
+    return (terms / norm.clamp_min(1e-12)[:, None, None]).permute(1, 2, 0)
 
 
 def _norms_from_gram(selected: torch.Tensor, token_to_word: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
@@ -146,15 +178,29 @@ def words_from_probs(probs: torch.Tensor, token_index: torch.Tensor, token_to_wo
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The same outputs as :func:`word_probabilities`, from probabilities already computed (bent calls).
 
-    probs [H, S, L], value [L, H, D]. Returns maps [H, W, S], prompt_mass [H, S], value norms [H, W, S] or None.
+    probs [H, S, L], value [L, H, D]. Returns maps [H, W, S], prompt_mass [H, S] and the value dict or None.
     """
     selected = probs[..., token_index].float()  # [H, S, T]
     maps = (selected @ token_to_word).transpose(1, 2)
     mass = probs[..., :prompt_tokens].float().sum(-1)
-    vnorm = None
+    extras = None
     if value is not None:
         h = value.shape[1]
         v_sel = value[token_index].float().transpose(0, 1)  # [H, T, D]
         w_o = out_weight.float().unflatten(1, (h, -1)).permute(1, 2, 0)  # [H, D, C]
-        vnorm = _value_norms(selected, token_to_word, v_sel, w_o)
-    return maps, mass, vnorm
+        probs_d, value_d = _collapse_padding_values(probs, value, prompt_tokens)
+        extras = {"value_norm": _value_norms(selected, token_to_word, v_sel, w_o),
+                  "value_proj": _projections(probs_d, token_index, token_to_word, _output_gram(value_d, w_o))}
+    return maps, mass, extras
+
+
+def _collapse_padding_values(probs: torch.Tensor, value: torch.Tensor, prompt_tokens: int
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Identical padding values act as one: their probabilities summed onto one row (exact, and it keeps the
+    output Gram at (prompt + 1) tokens per head instead of 512). probs [H, S, L], value [L, H, D]."""
+    n_pad = value.shape[0] - prompt_tokens
+    if n_pad <= 1 or not torch.equal(value[prompt_tokens:], value[prompt_tokens:prompt_tokens + 1].expand_as(
+            value[prompt_tokens:])):
+        return probs, value
+    probs_d = torch.cat([probs[..., :prompt_tokens], probs[..., prompt_tokens:].sum(-1, keepdim=True)], dim=-1)
+    return probs_d, value[: prompt_tokens + 1]

@@ -7,6 +7,9 @@
   competition between the words of the prompt, cancelling what all words get alike.
 - ``value-norm``: ‖Σ_t p_t v_t W_o‖, the word's contribution to the attention *output* (ConceptAttention's
   observation that output-space maps are sharper), averaged like ``raw``.
+- ``value-proj``: ⟨Σ_{t∈w} p_t v_t W_o, y⟩ / ‖y‖, the word's contribution measured along the query's whole
+  attention output y: where the word is attended but the output points elsewhere (at the padding, say), it
+  counts little. Heads sum to the exact projection; averaged over steps and layers.
 - ``best-layers``: the base estimator (``value-norm`` when captured, else ``raw``) restricted to the layers and
   steps that localize best, chosen on a separate split.
 """
@@ -53,12 +56,20 @@ def value_norm(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
     return _select(run.value_norm.sel(word=word), layers, steps).astype("float32").mean(AGG).values
 
 
+def value_proj(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
+    if run.value_proj is None:
+        raise ValueError(f"{run.path} has no value_proj; generate with value_norm=True (--value-norm)")
+    return _select(run.value_proj.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+
+
 ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
     "raw": raw,
     "renorm": renorm,
     "share": share,
     "value-norm": value_norm,
+    "value-proj": value_proj,
 }
+NEEDS = {"value-norm": "value_norm", "value-proj": "value_proj"}  # the optional Run array an estimator reads
 
 
 def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
@@ -68,8 +79,8 @@ def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
 
 def _base_maps(run: Run, word: str, base: str) -> xr.DataArray:
     """Per (step, layer, head) maps of a base estimator, before any averaging."""
-    if base == "value-norm":
-        return run.value_norm.sel(word=word).astype("float32")
+    if base in NEEDS:
+        return getattr(run, NEEDS[base]).sel(word=word).astype("float32")
     maps = run.maps.sel(word=word).astype("float32")
     if base == "renorm":
         maps = maps / (run.prompt_mass.astype("float32") + EPS)

@@ -128,7 +128,7 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
         base_for_best = "value-norm" if samples[0].run.value_norm is not None else "raw"
     results: dict = {"estimators": {}}
     for name, fn in est.ESTIMATORS.items():
-        if name == "value-norm" and samples[0].run.value_norm is None:
+        if name in est.NEEDS and getattr(samples[0].run, est.NEEDS[name]) is None:
             continue
         rows = [_scores(fn(s.run, s.word), s) for s in samples]
         results["estimators"][name] = _summary(rows, samples)

@@ -58,6 +58,19 @@ def _labels(objects) -> list[tuple[str, str, str]]:
     return out
 
 
+def colour_masks(detections) -> dict[str, np.ndarray]:
+    """Pixel mask [T, H, W] per colour: the union of every object detected in it.
+
+    Why the union: a model that draws a requested object twice (the toy model sometimes does) drew both copies
+    from the same words, so a map that lights both is right; judged against one copy it would lose half its IoU.
+    Objects of one prompt have distinct colours, so a colour names one requested object.
+    """
+    out: dict[str, np.ndarray] = {}
+    for d in detections:
+        out[d.colour] = out[d.colour] | d.masks if d.colour in out else d.masks.copy()
+    return out
+
+
 def collect(model: str = "toy", n_prompts: int = 30, seed: int = 0, workdir: str | Path = "runs/eval",
             steps: int | None = None, progress: bool = True) -> tuple[list[Sample], dict]:
     """Generate (or reuse complete runs made by the same weights) and build the samples; returns samples and detection statistics."""
@@ -73,21 +86,21 @@ def collect(model: str = "toy", n_prompts: int = 30, seed: int = 0, workdir: str
 
         made = {"prompt": text, "seed": i, "weights": weights, "steps": steps}
         previous = open_run(out) if (out / "meta.json").exists() else None
-        if (previous is not None and previous.complete and previous.value_norm is not None
+        if (previous is not None and previous.complete and previous.value_proj is not None
                 and previous.meta.get("eval") == made):
             run = previous
         else:
             run = generate(pipe, text, out, words=words, seed=i, value_norm=True, previews=False, overwrite=True,
                            quiet=True, num_inference_steps=steps, meta={"eval": made})
         video = read_mp4(run.video_path)
-        found = {d.colour: d for d in detect_objects(video)}
+        found = colour_masks(detect_objects(video))
         split = "select" if (i // 2) % 2 == 0 else "test"
         for label, kind, colour in _labels(scene):
             stats["objects"] += kind == "shape"
             if colour not in found:
                 continue
             stats["objects_found"] += kind == "shape"
-            samples.append(Sample(run, label, kind, found[colour].masks, split))
+            samples.append(Sample(run, label, kind, found[colour], split))
         if progress:
             print(f"[{i + 1}/{n_prompts}] {text}: {len([c for c in found if c in {o.colour for o in scene}])}"
                   f"/{len(scene)} objects found", file=sys.stderr)

@@ -28,7 +28,8 @@ def render_command(
                                "percentile."),
     estimator: str = typer.Option(None, help="raw probabilities; renorm (divided by the attention on the real "
                                   "prompt tokens: removes the padding sink); value-norm (the word's contribution "
-                                  "to the attention output; needs a run generated with --value-norm). Default: "
+                                  "to the attention output) and value-proj (its length along that output): both need a run generated with "
+                                  "--value-norm. Default: "
                                   "the preset's."),
     preset: str = typer.Option("recommended", help="Defaults for step, layer and estimator: recommended (what "
                                "`attnscope eval` measured best for the run's model; the plain mean for models "

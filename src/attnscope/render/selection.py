@@ -20,7 +20,9 @@ from ..errors import SelectionError
 from ..store import Run
 from ..store.layout import EPS
 
-ESTIMATORS = ("raw", "renorm", "value-norm")
+ESTIMATORS = ("raw", "renorm", "value-norm", "value-proj")
+# the stored array each estimator averages; the value-* arrays exist in runs captured with value_norm=True
+SOURCES = {"raw": "maps", "renorm": "maps", "value-norm": "value_norm", "value-proj": "value_proj"}
 AGG_DIMS = ("step", "layer", "head")
 BATCH_SLABS = 32  # (step, layer) slabs read per zarr call: enough chunks to decode in parallel, bounded memory
 RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
@@ -129,8 +131,9 @@ def select(
     head) are kept instead of averaged, first and in that order. ``estimator="renorm"`` divides every query's
     probabilities by its mass on the real prompt tokens before averaging, which removes Wan's padding sink
     (unmasked zero padding takes much of the attention) and makes maps of different steps/layers comparable.
-    ``estimator="value-norm"`` averages ‖p·v·W_o‖, each word's contribution to the attention output (sharper on
-    the toy world; needs a run captured with ``value_norm=True``). ``summary`` loads a word's head-mean summary
+    ``estimator="value-norm"`` averages ‖p·v·W_o‖, each word's contribution to the attention output, and
+    ``"value-proj"`` that contribution's length along the query's whole attention output (both sharper on the
+    toy world; both need a run captured with ``value_norm=True``). ``summary`` loads a word's head-mean summary
     (the viewer passes a cached one; see :func:`mean_map`); without it the mean is taken over the stored maps.
     """
     bad_keep = [d for d in keep if d not in AGG_DIMS]
@@ -138,9 +141,9 @@ def select(
         raise SelectionError(f"cannot keep {bad_keep}; keep is a subset of {AGG_DIMS}")
     words, where = resolve(run, word, step, layer, head, estimator)
     steps, layers, heads = where["step"], where["layer"], where["head"]
-    if estimator == "value-norm" and run.value_norm is None:
-        raise SelectionError(f"{run.path} has no value_norm array; generate with --value-norm, or choose estimator "
-                             "raw or renorm")
+    if SOURCES[estimator] != "maps" and getattr(run, SOURCES[estimator]) is None:
+        raise SelectionError(f"{run.path} has no {SOURCES[estimator]} array; generate with --value-norm, or choose "
+                             "estimator raw or renorm")
     if not keep and isinstance(word, str):
         values = mean_map(run, word, where, estimator, summary)
         out = xr.DataArray(values, dims=("frame", "y", "x"), coords={"word": word}, name="maps")
@@ -158,7 +161,7 @@ def select(
 def _select_lazy(run: Run, word: str | Sequence[str], words: list[str], where: dict[str, list[Any]],
                  estimator: str, keep: Sequence[str]) -> xr.DataArray:
     """Through dask: keeps dims and word lists; reads the chosen (step, layer) chunks on two threads."""
-    source = run.value_norm if estimator == "value-norm" else run.maps
+    source = getattr(run, SOURCES[estimator])
     maps = source.sel(word=words if not isinstance(word, str) else word, **where).astype("float32")
     if estimator == "renorm":
         maps = maps / (run.prompt_mass.sel(**where).astype("float32") + EPS)
@@ -210,10 +213,10 @@ def mean_map(run: Run, word: str, where: dict[str, list[Any]], estimator: str,
 
 
 def head_means(run: Run, word: int, pos: dict[str, list[int]], estimator: str) -> np.ndarray:
-    """Mean of ``maps`` (``value_norm`` for that estimator) over the selected slabs, per selected head, float32
+    """Mean of ``maps`` (the value-* estimators: their arrays) over the selected slabs, per selected head, float32
     (head, frame, y, x). Read in batches of about ``BATCH_SLABS`` slabs: zarr decodes a batch's chunks
     concurrently, and memory stays bounded for long ranges."""
-    maps = run.array("value_norm" if estimator == "value-norm" else "maps")
+    maps = run.array(SOURCES[estimator])
     mass = run.array("prompt_mass")
     steps, layers, heads = pos["step"], _index(pos["layer"]), _index(pos["head"])
     per = max(1, BATCH_SLABS // len(pos["layer"]))

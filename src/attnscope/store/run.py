@@ -112,6 +112,12 @@ class Run:
         return self._lazy("value_norm", MAPS_DIMS)
 
     @cached_property
+    def value_proj(self) -> xr.DataArray | None:
+        """Optional: each word's contribution projected on the query's whole attention output, ⟨p·v·W_o, y⟩/‖y‖
+        (the value-proj estimator), when captured; summed over heads it is exact for the layer's output."""
+        return self._lazy("value_proj", MAPS_DIMS)
+
+    @cached_property
     def previews(self) -> xr.DataArray | None:
         """Decoded x0 predictions per step (step, frame, y, x, channel) uint8, when captured."""
         p = self.path / "previews.zarr"
