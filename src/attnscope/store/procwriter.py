@@ -35,12 +35,14 @@ POLL_SECONDS = 1.0  # how often a waiting side checks that the other is still al
 
 
 def open_writer(*args, mode: str = "auto", **kwargs) -> RunWriter:
-    """The writer for a capture: ``mode`` is "thread", "process" or "auto" (``ATTNSCOPE_WRITER`` overrides auto).
+    """The writer for a capture: ``mode`` is "thread", "process", "inline" or "auto" (``ATTNSCOPE_WRITER``
+    overrides auto).
 
     Auto is the thread writer. On an H200 at Wan2.1-1.3B size the process writer cost no less per captured
     forward (+1.9 % against +0.9 %, docs/benchmarks.md) once capture stopped synchronizing the GPU, so the
     process, which keeps zarr's Python work off the denoising process's GIL, is an option for hosts where
-    that GIL time shows, not the default.
+    that GIL time shows, not the default. The inline writer (writes in the caller's thread) was no cheaper on
+    the 2-core CPU either (+9.5 % against +6.5 % for the thread).
     """
     if mode == "auto":
         mode = os.environ.get("ATTNSCOPE_WRITER", "auto")
