@@ -26,6 +26,8 @@ def train_command(
     vae_crop: int = typer.Option(256, help="Side of the random square crops the VAE trains on (px, /8)."),
     vae_decoder_only: bool = typer.Option(False, help="Train only the VAE decoder (keeps the latent space, so "
                                                       "a trained transformer stays valid)."),
+    vae_report: int = typer.Option(24, help="Scenes whose per-colour reconstruction error is logged after the "
+                                   "VAE stage (0: none; minutes on a CPU)."),
     pool: int = typer.Option(40_000, help="Training videos encoded once into latents for the denoiser."),
     pool_seconds: float = typer.Option(0.0, help="Stop encoding the pool after this many seconds (0: none)."),
     dit_steps: int = typer.Option(20_000, help="Transformer + text encoder steps."),
@@ -47,8 +49,8 @@ def train_command(
     if (vae_frames - 1) % 4:
         raise AttnscopeError(f"--vae-frames {vae_frames} must be 4k+1 (5, 9, 13, 17) for Wan's causal VAE")
     cfg = TrainConfig(out=out, seed=seed, device=device, resume=resume, vae_steps=vae_steps,
-                      vae_seconds=vae_seconds, vae_batch=vae_batch, vae_frames=vae_frames, vae_crop=vae_crop, vae_decoder_only=vae_decoder_only,
-                      pool=pool,
+                      vae_seconds=vae_seconds, vae_batch=vae_batch, vae_frames=vae_frames, vae_crop=vae_crop,
+                      vae_decoder_only=vae_decoder_only, vae_report=vae_report, pool=pool,
                       pool_seconds=pool_seconds, dit_steps=dit_steps, dit_seconds=dit_seconds, dit_batch=dit_batch,
                       dit_lr=dit_lr, warmup=warmup, workers=workers, log_every=log_every)
     typer.echo(f"trained pipeline: {train(cfg)}")
