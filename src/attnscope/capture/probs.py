@@ -74,7 +74,7 @@ def word_probabilities(
     out_weight: torch.Tensor | None = None,
     collapse_padding: bool = True,
     padding_identical: bool | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
     """Word maps, prompt mass and (optionally) value norms for one sample.
 
     query [S, H, D], key/value [L, H, D] (after Wan's RMSNorm), token_index [T], token_to_word [T, W],
@@ -175,7 +175,7 @@ def _norms_from_gram(selected: torch.Tensor, token_to_word: torch.Tensor, gram: 
 
 def words_from_probs(probs: torch.Tensor, token_index: torch.Tensor, token_to_word: torch.Tensor,
                      prompt_tokens: int, value: torch.Tensor | None = None, out_weight: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
     """The same outputs as :func:`word_probabilities`, from probabilities already computed (bent calls).
 
     probs [H, S, L], value [L, H, D]. Returns maps [H, W, S], prompt_mass [H, S] and the value dict or None.
