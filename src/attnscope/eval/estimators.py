@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
+from ..render.selection import SOURCES
 from ..store import Run
 
 AGG = ("step", "layer", "head")
@@ -50,16 +51,20 @@ def share(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
     return (maps.sel(word=word) / (maps.sum("word") + EPS)).mean(AGG).values
 
 
+def _stored(run: Run, estimator: str, word: str, layers, steps) -> np.ndarray:
+    """Mean of the optional Run array an estimator reads (value_norm, value_proj), or a clear error."""
+    array = getattr(run, SOURCES[estimator])
+    if array is None:
+        raise ValueError(f"{run.path} has no {SOURCES[estimator]}; generate with value_norm=True (--value-norm)")
+    return _select(array.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+
+
 def value_norm(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
-    if run.value_norm is None:
-        raise ValueError(f"{run.path} has no value_norm; generate with value_norm=True (--value-norm)")
-    return _select(run.value_norm.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+    return _stored(run, "value-norm", word, layers, steps)
 
 
 def value_proj(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
-    if run.value_proj is None:
-        raise ValueError(f"{run.path} has no value_proj; generate with value_norm=True (--value-norm)")
-    return _select(run.value_proj.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+    return _stored(run, "value-proj", word, layers, steps)
 
 
 ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
@@ -69,7 +74,8 @@ ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
     "value-norm": value_norm,
     "value-proj": value_proj,
 }
-NEEDS = {"value-norm": "value_norm", "value-proj": "value_proj"}  # the optional Run array an estimator reads
+# the optional Run array an estimator reads (the rendering's mapping, so both agree)
+NEEDS = {name: array for name, array in SOURCES.items() if array != "maps"}
 
 
 def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
