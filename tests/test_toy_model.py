@@ -29,11 +29,12 @@ def test_shipped_weights_load_offline_and_fit_the_budget(monkeypatch):
 def test_toy_check_scores_a_handful_of_prompts(tmp_path):
     out = tmp_path / "check.json"
     result = CliRunner().invoke(app, ["check", "--prompts", "2", "--steps", "1", "--device", "cpu", "--json",
-                                      str(out), "--sheet", str(tmp_path / "sheet.png")])
+                                      str(out), "--sheet", str(tmp_path / "sheet.png"), "--shift", "5"])
     assert result.exit_code == 0, result.output
     assert "colour+shape present" in result.output
     report = json.loads(out.read_text())
     assert report["totals"]["prompts"] == 2 and report["totals"]["objects"] == 3
+    assert report["totals"]["shift"] == 5.0 and "shift 5.0" in result.output
     assert [len(r["objects"]) for r in report["results"]] == [1, 2]
     assert all(0.0 <= report["totals"][k] <= 1.0 for k in ("present", "motion", "clean"))
     assert (tmp_path / "sheet.png").stat().st_size > 1000

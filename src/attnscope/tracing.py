@@ -352,8 +352,10 @@ class Trace(AbstractContextManager):
             maps, mass = maps[heads], mass[heads]
             values = {name: v[heads] for name, v in values.items()}
         f, y, x = call.grid
-        grid_maps = maps.unflatten(-1, (f, y, x))  # [H, W, S] -> [H, W, F, Y, X]
-        grid_mass = mass.unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
+        # fp16 once, here: the store holds fp16, the summaries are means of what it holds, and the transfer's own
+        # cast then has nothing left to do
+        grid_maps = maps.to(torch.float16).unflatten(-1, (f, y, x))  # [H, W, S] -> [H, W, F, Y, X]
+        grid_mass = mass.to(torch.float16).unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
         tensors = {"maps": grid_maps, "prompt_mass": grid_mass, **summaries_of(grid_maps, grid_mass)}
         tensors.update({name: v.unflatten(-1, (f, y, x)) for name, v in values.items()})
         host, ready = self._transfer.start(tensors)

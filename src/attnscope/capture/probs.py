@@ -99,15 +99,18 @@ def word_probabilities(
     for start in range(0, s, QUERY_BLOCK):
         block = slice(start, start + QUERY_BLOCK)
         q = query[block].transpose(0, 1)  # [H, s, D]
-        logits = _logits(q, key_t) * scale  # [H, s, L']
-        weighted = logits if log_weights is None else logits + log_weights
-        lse = torch.logsumexp(weighted, dim=-1, keepdim=True)
-        selected = torch.exp(logits[..., token_index] - lse)  # [H, s, T]
+        # few passes over the [H, s, L'] logits, since they are what the capture's GPU time is spent on: the scale
+        # and the padding's log-count in one op, then one fused softmax that every output is read from
+        logits = _logits(q, key_t)  # [H, s, L']
+        logits = logits.mul_(scale) if log_weights is None else torch.add(log_weights, logits, alpha=scale)
+        probs = torch.softmax(logits, dim=-1)
+        del logits
+        selected = probs[..., token_index]  # [H, s, T]
         maps[:, :, block] = (selected @ token_to_word).transpose(1, 2)
-        mass[:, block] = torch.exp(logits[..., :prompt_tokens] - lse).sum(-1)
+        mass[:, block] = probs[..., :prompt_tokens].sum(-1)
         if vnorm is not None:
             vnorm[:, :, block] = _norms_from_gram(selected, token_to_word, gram)
-            vproj[:, :, block] = _projections(torch.exp(weighted - lse), token_index, token_to_word, out_gram)
+            vproj[:, :, block] = _projections(probs, token_index, token_to_word, out_gram)
     return maps, mass, (None if vnorm is None else {"value_norm": vnorm, "value_proj": vproj})
 
 

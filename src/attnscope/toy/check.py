@@ -100,13 +100,17 @@ def generate_video(pipe, prompt: str, seed: int, steps: int, guidance: float) ->
 
 def run_check(pipe, n_prompts: int = 50, seed: int = 0, steps: int | None = None, guidance: float | None = None,
               sheet: Path | None = None, sheet_rows: int = 12,
-              on_result: Callable[[PromptResult], None] | None = None) -> CheckReport:
+              on_result: Callable[[PromptResult], None] | None = None, shift: float | None = None) -> CheckReport:
     """Generate and score ``n_prompts`` held-out prompts; optionally save a contact sheet PNG of the first few.
 
-    ``on_result`` sees each prompt's result as soon as it is scored (progress for long checks).
+    ``on_result`` sees each prompt's result as soon as it is scored (progress for long checks). ``shift``
+    replaces the scheduler's flow shift (how much of the schedule is spent at high noise, where the layout is
+    decided) for this check, to compare samplers on the same prompts.
     """
     steps = steps or TOY_DEFAULTS["num_inference_steps"]
     guidance = TOY_DEFAULTS["guidance_scale"] if guidance is None else guidance
+    if shift is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=shift)
     pipe.set_progress_bar_config(disable=True)
     start = time.time()
     results, rows = [], []
@@ -122,7 +126,8 @@ def run_check(pipe, n_prompts: int = 50, seed: int = 0, steps: int | None = None
         from PIL import Image
 
         Image.fromarray(np.concatenate(rows, axis=0)).save(sheet)
-    return CheckReport(results, time.time() - start, {"steps": steps, "guidance": guidance, "seed": seed})
+    return CheckReport(results, time.time() - start, {"steps": steps, "guidance": guidance, "seed": seed,
+                                                     "shift": pipe.scheduler.config.flow_shift})
 
 
 def _sheet_row(video: np.ndarray, prompt: str) -> np.ndarray:
@@ -148,5 +153,5 @@ def format_report(report: CheckReport, per_prompt: bool = True) -> str:
     lines.append(
         f"prompts {t['prompts']}, objects {t['objects']}: colour+shape present {t['present']:.0%}, "
         f"motion right {t['motion']:.0%}, videos without unrequested objects {t['clean']:.0%} "
-        f"({t['steps']} steps, CFG {t['guidance']}, {t['seconds']} s)")
+        f"({t['steps']} steps, CFG {t['guidance']}, shift {t['shift']}, {t['seconds']} s)")
     return "\n".join(lines)

@@ -63,6 +63,7 @@ def check_command(
     model: str = typer.Option("toy", help="'toy' (the shipped weights) or a local diffusers folder."),
     steps: int = typer.Option(None, help="Denoising steps (default: the toy default)."),
     guidance: float = typer.Option(None, help="CFG scale (default: the toy default)."),
+    shift: float = typer.Option(None, help="Sampling flow shift (default: the scheduler's, 3.0 for the toy)."),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
     sheet: Path = typer.Option(None, help="Save a PNG contact sheet (frames 0, 4, 8, 12, 16) of the first prompts."),
     json_out: Path = typer.Option(None, "--json", help="Write totals and per-prompt results as JSON."),
@@ -77,7 +78,7 @@ def check_command(
 
     pipe = load_toy_pipeline(model, device)
     report = run_check(pipe, prompts, seed, steps, guidance, sheet,
-                       on_result=None if quiet else lambda r: typer.echo(format_result(r)))
+                       on_result=None if quiet else lambda r: typer.echo(format_result(r)), shift=shift)
     typer.echo(format_report(report, per_prompt=False))
     if json_out is not None:
         json_out.write_text(json.dumps({"totals": report.totals(), "results": [
