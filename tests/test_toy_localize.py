@@ -62,6 +62,7 @@ def test_shape_word_maps_land_on_their_objects(localized):
 
 
 def test_the_recommended_aggregation_is_as_good_as_the_plain_mean(localized):
-    """On 30 eval prompts the recommended view beats the plain mean by about 0.01 mIoU (docs/eval); on three
-    prompts that margin is within the noise, so this checks the recommended view is not clearly worse."""
+    """The shipped preset (docs/eval's recommended.json) must not be clearly worse than the plain mean. For the
+    sixth toy model the eval recommends the plain raw mean itself (0.549 against 0.548 for value-norm on 30
+    prompts); a retrained model whose eval picks another estimator or a layer subset is checked here."""
     assert np.mean([r["iou"] for r in localized]) > np.mean([r["iou_plain"] for r in localized]) - 0.05, localized
