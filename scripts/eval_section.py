@@ -9,16 +9,19 @@ est = r["estimators"]
 rows = "\n".join(
     f"| {n} | {e['miou']:.3f} | {e['miou_pixel']:.3f} | {e['miou_best_threshold']:.3f} (t = {e['best_threshold']:.2f}) "
     f"| {e['miou_by_kind'].get('shape', float('nan')):.3f} | {e['miou_by_kind'].get('colour', float('nan')):.3f} "
-    f"| {e['miou_full_size']:.3f} |"
+    f"| {e['miou_full_size']:.3f} | {e['miou_frame']:.3f} | {e['miou_frame_best_threshold']:.3f} "
+    f"(t = {e['frame_best_threshold']:.2f}) |"
     for n, e in sorted(est.items(), key=lambda kv: -kv[1]["miou"]))
 best = max(est.items(), key=lambda kv: kv[1]["miou"])
+frame = max(est.items(), key=lambda kv: kv[1]["miou_frame_best_threshold"])
+fb = frame[1]
 s, d, rec = r["settings"], r["detection"], r["recommended"]
 b = best[1]
 if b["n_full_size"] == b["n"]:
     full_size = ("Every test sample's object was drawn at about its size (median ≥ 1,000 px per frame), so the "
-                 "last column equals the first and the gap to 0.60 is the maps' own, not fragments'.")
+                 "full-size column equals the first and the gap to 0.60 at 0.4 is the maps' own, not fragments'.")
 else:
-    full_size = (f"The last column keeps only the {b['n_full_size']} test samples whose object the model drew at "
+    full_size = (f"The full-size column keeps only the {b['n_full_size']} test samples whose object the model drew at "
                  f"about its size (median ≥ 1,000 px per frame; the smallest toy object covers 1,532): there "
                  f"**{best[0]}** reaches {b['miou_full_size']:.2f} against {est['raw']['miou_full_size']:.2f} for "
                  f"`raw`; on a 3-token fragment IoU is near 0 however good the map is.")
@@ -45,13 +48,23 @@ attnscope eval --prompts 30 --json docs/eval/eval.json --out docs/eval
 Result on the shipped toy model ({s['prompts']} prompts, {s['samples']} word samples of the objects the detector
 found — {d['objects_found']} of {d['objects']} requested objects; {s['test_samples']} in the test split):
 
-| estimator | mIoU @0.4, token grid | mIoU @0.4, pixels | mIoU @best threshold | shape words | colour words | objects drawn at full size |
-|---|---|---|---|---|---|---|
+| estimator | mIoU @0.4, token grid | mIoU @0.4, pixels | mIoU @best threshold | shape words | colour words | objects drawn at full size | per-frame normalization @0.4 | per-frame @best threshold |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
-Best: **{best[0]}** at {best[1]['miou']:.2f}. For comparison, DAAM reported 58.8–64.8 mIoU on COCO-Gen images with
+The best threshold of each column is chosen on the selection split and scored on the test split. **Per-frame
+normalization** scales each latent frame of a map to [0, 1] on its own before thresholding, as DAAM scaled each
+image: a video frame plays the part of the image (the renderer's `--norm frame`).
+
+Best at DAAM's fixed 0.4: **{best[0]}** at {best[1]['miou']:.2f}. Best overall: **{frame[0]} with per-frame
+normalization at the selected threshold {fb['frame_best_threshold']:.2f}: {fb['miou_frame_best_threshold']:.2f}**
+(shape words {fb['miou_frame_by_kind'].get('shape', float('nan')):.2f}, colour words
+{fb['miou_frame_by_kind'].get('colour', float('nan')):.2f}), against {est['raw']['miou']:.2f} for what most tools
+show (`raw`, normalized over the whole video, 0.4). With per-frame normalization the 0.4 threshold changes little
+({fb['miou_frame']:.2f}); what gains is a higher threshold, which trims the ring that shape words spill past
+their objects while each frame keeps its object. For comparison, DAAM reported 58.8–64.8 mIoU on COCO-Gen images with
 a 0.4 threshold; the settings differ (a small toy video model here, real images there), so the numbers are
-not directly comparable. The goal of ≥ 0.60 is {'met' if best[1]['miou'] >= 0.6 else '**not met**'} with this
+not directly comparable. The goal of ≥ 0.60 is {'met' if fb['miou_frame_best_threshold'] >= 0.6 else '**not met**'} with per-frame normalization and a threshold chosen on the selection split, and {'met' if best[1]['miou'] >= 0.6 else '**not met**'} at DAAM's fixed 0.4 with this
 toy model (fifth model 0.552, fourth 0.557, third 0.39, second 0.27). {missing} A shape word is judged against
 the mask of the object of its colour (every object the model drew in that colour, a duplicate included).
 {full_size} By word kind, colour words reach {b['miou_by_kind']['colour']:.2f} and shape words
@@ -59,7 +72,7 @@ the mask of the object of its colour (every object the model drew in that colour
 beyond them (a ring with a dimmer centre), so its 0.4-thresholded map covers 1.6–1.8× the object's area
 (measured on the fifth model). On this model `raw` and `value-norm` are tied (0.549 and 0.548; the fifth model
 had value-norm ahead by 0.01): value norms sharpen colour words and blur shape words.
-Everything else tried stayed below 0.60: `value-proj` (the word's contribution measured along the query's whole
+Everything else tried (scored at 0.4, normalized over the whole video) stayed below 0.60: `value-proj` (the word's contribution measured along the query's whole
 attention output, inspired by ConceptAttention's output-space maps); post-processing of the map (grey closing,
 hole filling, floors, per-layer normalization: within 0.02); and, with a scratch script on this model's eval
 runs, the geometric mean of `raw` and `value-norm` (0.551), each head's map weighted by how peaked it is

@@ -26,6 +26,18 @@ def test_iou_known_values():
     assert normalize(np.ones(3)).max() == 0.0
 
 
+def test_per_frame_normalization_thresholds_each_frame_on_its_own_scale():
+    # frame 0's object is attended 10x less than frame 1's: scaled over the whole video it falls below 0.4
+    heat = np.array([[[0.0, 0.1], [0.05, 0.0]], [[0.0, 1.0], [0.5, 0.0]]])  # [F=2, 2, 2]
+    mask = np.array([[[0, 1], [1, 0]], [[0, 1], [1, 0]]], bool)
+    assert normalize(heat, "frame")[0].max() == 1.0 and normalize(heat, "frame")[0, 1, 0] == pytest.approx(0.5)
+    assert thresholded_iou(heat, mask) == pytest.approx(2 / 4)  # video-wide: only frame 1's two tokens
+    assert thresholded_iou(heat, mask, per="frame") == 1.0
+    assert iou_curve(heat, mask, per="frame")[-1] == pytest.approx(2 / 4)  # at 0.9 only each frame's peak
+    with pytest.raises(ValueError, match="frame"):
+        normalize(heat, "clip")
+
+
 def test_latent_mask_follows_causal_time_and_token_coverage():
     mask = np.zeros((9, 32, 32), bool)  # 9 frames -> 3 latent frames; 16 px tokens -> 2x2 grid
     mask[0, :16, :16] = True  # frame 0 only, token (0, 0)

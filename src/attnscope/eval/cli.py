@@ -25,6 +25,7 @@ def eval_command(
     result = run_eval(model, prompts, seed, out=out, json_path=json_out, workdir=workdir, steps=steps)
     for name, e in sorted(result["estimators"].items(), key=lambda kv: -kv[1]["miou"]):
         typer.echo(f"{name:12s} mIoU {e['miou']:.3f}  (pixels {e['miou_pixel']:.3f}, best threshold "
-                   f"{e['miou_best_threshold']:.3f})")
+                   f"{e['miou_best_threshold']:.3f}; per-frame normalization {e['miou_frame']:.3f}, best threshold "
+                   f"{e['miou_frame_best_threshold']:.3f} at t={e['frame_best_threshold']:.2f})")
     if out:
         typer.echo(f"report: {out / 'report.md'}")

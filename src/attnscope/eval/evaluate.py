@@ -54,19 +54,28 @@ def _scores(heat: np.ndarray, sample: Sample) -> dict:
         "iou": thresholded_iou(heat, sample.grid_mask),
         "iou_pixel": thresholded_iou(pixel, sample.mask),
         "curve": iou_curve(heat, sample.grid_mask),
+        "iou_frame": thresholded_iou(heat, sample.grid_mask, per="frame"),
+        "curve_frame": iou_curve(heat, sample.grid_mask, per="frame"),
     }
+
+
+def _best_threshold(rows: list[dict], select: list[dict], key: str) -> int:
+    """Index of the threshold with the best mean IoU on the selection split (all rows when it is empty)."""
+    return int(np.argmax(np.mean([r[key] for r in select or rows], axis=0)))
 
 
 def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None) -> dict:
     test = [r for r, s in zip(rows, samples, strict=False) if s.split == "test"]
     select = [r for r, s in zip(rows, samples, strict=False) if s.split == "select"]
     if best_t is None:
-        best_t = int(np.argmax(np.mean([r["curve"] for r in select or rows], axis=0)))
-    kinds = {}
+        best_t = _best_threshold(rows, select, "curve")
+    frame_t = _best_threshold(rows, select, "curve_frame")
+    kinds, frame_kinds = {}, {}
     for kind in ("shape", "colour"):
         picked = [r for r, s in zip(rows, samples, strict=False) if s.split == "test" and s.kind == kind]
         if picked:
             kinds[kind] = float(np.mean([r["iou"] for r in picked]))
+            frame_kinds[kind] = float(np.mean([r["curve_frame"][frame_t] for r in picked]))
     full = [r for r, s in zip(rows, samples, strict=False) if s.split == "test" and s.full_size]
     return {
         "miou": float(np.mean([r["iou"] for r in test])),
@@ -76,6 +85,10 @@ def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None)
         "miou_best_threshold": float(np.mean([r["curve"][best_t] for r in test])),
         "best_threshold": float(THRESHOLDS[best_t]),
         "miou_by_kind": kinds,
+        "miou_frame": float(np.mean([r["iou_frame"] for r in test])),
+        "miou_frame_best_threshold": float(np.mean([r["curve_frame"][frame_t] for r in test])),
+        "frame_best_threshold": float(THRESHOLDS[frame_t]),
+        "miou_frame_by_kind": frame_kinds,
         "n": len(test),
     }
 

@@ -8,9 +8,18 @@ DAAM_THRESHOLD = 0.4
 THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.05), 2)
 
 
-def normalize(heat: np.ndarray) -> np.ndarray:
-    """Scale a map to [0, 1] by its min and max (the whole video at once, so frames stay comparable)."""
+NORMALIZATIONS = ("video", "frame")
+
+
+def normalize(heat: np.ndarray, per: str = "video") -> np.ndarray:
+    """Scale a map [F, ...] to [0, 1] by its min and max: over the whole video (``per="video"``: frames stay
+    comparable), or each frame by its own (``"frame"``: a video frame plays the part of DAAM's image, so a frame
+    where the word is attended less overall still gets its own 0.4 threshold)."""
+    if per not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {per!r}; use one of {', '.join(NORMALIZATIONS)}")
     heat = np.asarray(heat, dtype=np.float64)
+    if per == "frame":
+        return np.stack([normalize(frame) for frame in heat])
     lo, hi = np.nanmin(heat), np.nanmax(heat)
     if not np.isfinite(hi) or hi <= lo:
         return np.zeros_like(heat)
@@ -28,14 +37,16 @@ def iou(pred: np.ndarray, mask: np.ndarray) -> float:
     return float(np.logical_and(pred, mask).sum() / union)
 
 
-def thresholded_iou(heat: np.ndarray, mask: np.ndarray, threshold: float = DAAM_THRESHOLD) -> float:
-    """IoU of ``normalize(heat) >= threshold`` against ``mask``."""
-    return iou(normalize(heat) >= threshold, mask)
+def thresholded_iou(heat: np.ndarray, mask: np.ndarray, threshold: float = DAAM_THRESHOLD,
+                    per: str = "video") -> float:
+    """IoU of ``normalize(heat, per) >= threshold`` against ``mask``."""
+    return iou(normalize(heat, per) >= threshold, mask)
 
 
-def iou_curve(heat: np.ndarray, mask: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
+def iou_curve(heat: np.ndarray, mask: np.ndarray, thresholds: np.ndarray = THRESHOLDS,
+              per: str = "video") -> np.ndarray:
     """IoU at every threshold (to pick the best threshold over a whole data split, not per map)."""
-    norm = normalize(heat)
+    norm = normalize(heat, per)
     return np.array([iou(norm >= t, mask) for t in thresholds])
 
 
