@@ -21,7 +21,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from . import __version__
 from .capture.context import CallInfo, ForwardState
-from .capture.probs import word_matrix, word_probabilities, words_from_probs
+from .capture.probs import identical_padding, word_matrix, word_probabilities, words_from_probs
 from .capture.processor import AttnscopeProcessor, TensorGrab
 from .capture.spec import CaptureSpec
 from .capture.transfer import HostTransfer
@@ -218,9 +218,7 @@ class Trace(AbstractContextManager):
         """Once per forward: are the text context's padding rows identical (so their keys are too)?"""
         if states is None or self.prompt_tokens >= 511:
             return None
-        text = states[0, -512:]  # I2V: the image tokens come first
-        pad = text[self.prompt_tokens:]
-        return bool(torch.equal(pad, text[self.prompt_tokens:self.prompt_tokens + 1].expand_as(pad)))
+        return identical_padding(states[0, -512:], self.prompt_tokens)  # I2V: the image tokens come first
 
     def _begin_forward(self, expert: str, module, context, hidden: torch.Tensor, timestep,
                        context_states: torch.Tensor | None = None) -> None:

@@ -53,8 +53,7 @@ def distinct_keys(key: torch.Tensor, prompt_tokens: int, padding_identical: bool
     """
     n_pad = key.shape[0] - prompt_tokens
     if padding_identical is None:
-        padding_identical = n_pad > 1 and torch.equal(
-            key[prompt_tokens:], key[prompt_tokens:prompt_tokens + 1].expand(n_pad, -1, -1))
+        padding_identical = identical_padding(key, prompt_tokens)
     if n_pad <= 1 or not padding_identical:
         return key, None
     weights = torch.zeros(prompt_tokens + 1, device=key.device, dtype=torch.float32)
@@ -62,6 +61,12 @@ def distinct_keys(key: torch.Tensor, prompt_tokens: int, padding_identical: bool
     # GPU, once per layer: that alone was +7 % per captured forward on an H200 (docs/benchmarks.md)
     weights[-1:].fill_(math.log(n_pad))
     return key[: prompt_tokens + 1], weights
+
+
+def identical_padding(rows: torch.Tensor, prompt_tokens: int) -> bool:
+    """Whether the rows past the prompt (keys or values [L, H, D]) are more than one and all equal."""
+    pad = rows[prompt_tokens:]
+    return pad.shape[0] > 1 and torch.equal(pad, pad[:1].expand_as(pad))
 
 
 def word_matrix(words: dict[str, list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,9 +218,7 @@ def _collapse_padding_values(probs: torch.Tensor, value: torch.Tensor, prompt_to
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Identical padding values act as one: their probabilities summed onto one row (exact, and it keeps the
     output Gram at (prompt + 1) tokens per head instead of 512). probs [H, S, L], value [L, H, D]."""
-    n_pad = value.shape[0] - prompt_tokens
-    if n_pad <= 1 or not torch.equal(value[prompt_tokens:], value[prompt_tokens:prompt_tokens + 1].expand_as(
-            value[prompt_tokens:])):
+    if not identical_padding(value, prompt_tokens):
         return probs, value
     probs_d = torch.cat([probs[..., :prompt_tokens], probs[..., prompt_tokens:].sum(-1, keepdim=True)], dim=-1)
     return probs_d, value[: prompt_tokens + 1]

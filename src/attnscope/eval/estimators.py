@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from ..render.selection import SOURCES
+from ..render.selection import SOURCES, missing_source
 from ..store import Run
 
 AGG = ("step", "layer", "head")
@@ -53,10 +53,10 @@ def share(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
 
 def _stored(run: Run, estimator: str, word: str, layers, steps) -> np.ndarray:
     """Mean of the optional Run array an estimator reads (value_norm, value_proj), or a clear error."""
-    array = getattr(run, SOURCES[estimator])
-    if array is None:
-        raise ValueError(f"{run.path} has no {SOURCES[estimator]}; generate with value_norm=True (--value-norm)")
-    return _select(array.sel(word=word), layers, steps).astype("float32").mean(AGG).values
+    missing = missing_source(run, estimator)
+    if missing:
+        raise ValueError(f"{run.path} has no {missing}; generate with value_norm=True (--value-norm)")
+    return _select(getattr(run, SOURCES[estimator]).sel(word=word), layers, steps).astype("float32").mean(AGG).values
 
 
 def value_norm(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
@@ -74,8 +74,6 @@ ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
     "value-norm": value_norm,
     "value-proj": value_proj,
 }
-# the optional Run array an estimator reads (the rendering's mapping, so both agree)
-NEEDS = {name: array for name, array in SOURCES.items() if array != "maps"}
 
 
 def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
@@ -85,8 +83,8 @@ def per_layer_step(run: Run, word: str, base: str = "renorm") -> xr.DataArray:
 
 def _base_maps(run: Run, word: str, base: str) -> xr.DataArray:
     """Per (step, layer, head) maps of a base estimator, before any averaging."""
-    if base in NEEDS:
-        return getattr(run, NEEDS[base]).sel(word=word).astype("float32")
+    if SOURCES.get(base, "maps") != "maps":  # the value-* estimators: their own stored array
+        return getattr(run, SOURCES[base]).sel(word=word).astype("float32")
     maps = run.maps.sel(word=word).astype("float32")
     if base == "renorm":
         maps = maps / (run.prompt_mass.astype("float32") + EPS)

@@ -11,9 +11,18 @@ from itertools import product
 
 import numpy as np
 
+from ..render.selection import missing_source
 from ..store import Run
 from . import estimators as est
-from .metrics import DAAM_THRESHOLD, THRESHOLDS, iou_curve, latent_mask, pixel_heat, thresholded_iou
+from .metrics import (
+    DAAM_INDEX,
+    DAAM_THRESHOLD,
+    THRESHOLDS,
+    iou_curve,
+    latent_mask,
+    pixel_heat,
+    thresholded_iou,
+)
 
 STEP_BINS = 4
 FULL_SIZE_PX = 1000  # median px per frame; the smallest toy objects (radius 30) cover 1,532 (triangle) to 2,828 (circle)
@@ -50,12 +59,13 @@ def step_bins(num_steps: int, bins: int = STEP_BINS) -> list[list[int]]:
 
 def _scores(heat: np.ndarray, sample: Sample) -> dict:
     pixel = pixel_heat(heat, sample.mask.shape)
+    curve, curve_frame = iou_curve(heat, sample.grid_mask), iou_curve(heat, sample.grid_mask, per="frame")
     return {
-        "iou": thresholded_iou(heat, sample.grid_mask),
+        "iou": float(curve[DAAM_INDEX]),
         "iou_pixel": thresholded_iou(pixel, sample.mask),
-        "curve": iou_curve(heat, sample.grid_mask),
-        "iou_frame": thresholded_iou(heat, sample.grid_mask, per="frame"),
-        "curve_frame": iou_curve(heat, sample.grid_mask, per="frame"),
+        "curve": curve,
+        "iou_frame": float(curve_frame[DAAM_INDEX]),
+        "curve_frame": curve_frame,
     }
 
 
@@ -141,7 +151,7 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
         base_for_best = "value-norm" if samples[0].run.value_norm is not None else "raw"
     results: dict = {"estimators": {}}
     for name, fn in est.ESTIMATORS.items():
-        if name in est.NEEDS and getattr(samples[0].run, est.NEEDS[name]) is None:
+        if missing_source(samples[0].run, name):
             continue
         rows = [_scores(fn(s.run, s.word), s) for s in samples]
         results["estimators"][name] = _summary(rows, samples)

@@ -6,6 +6,7 @@ import numpy as np
 
 DAAM_THRESHOLD = 0.4
 THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.05), 2)
+DAAM_INDEX = int(np.flatnonzero(THRESHOLDS == DAAM_THRESHOLD)[0])  # the curve's point that thresholded_iou gives
 
 
 NORMALIZATIONS = ("video", "frame")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import SelectionError
 from ..store import Run
-from .selection import SOURCES
+from .selection import missing_source
 
 PRESET_FILE = "recommended.json"
 PRESETS = ("recommended", "none")
@@ -40,7 +40,7 @@ class Preset:
     def selection(self, run: Run, step: Any = None, layer: Any = None, estimator: str | None = None) -> dict:
         """step/layer/estimator for ``select``: what the caller gave wins; what it left as None comes from here."""
         est = estimator or self.estimator
-        if estimator is None and SOURCES.get(est, "maps") != "maps" and getattr(run, SOURCES[est]) is None:
+        if estimator is None and missing_source(run, est):
             est = "raw"  # the preset's layers and steps still help; the run simply lacks the value vectors' norms
         if step is None:
             step = "mean" if self.step_fraction == (0.0, 1.0) else self.steps(run.steps_done, run.meta["num_steps"])

@@ -24,6 +24,13 @@ ESTIMATORS = ("raw", "renorm", "value-norm", "value-proj")
 # the stored array each estimator averages; the value-* arrays exist in runs captured with value_norm=True
 SOURCES = {"raw": "maps", "renorm": "maps", "value-norm": "value_norm", "value-proj": "value_proj"}
 AGG_DIMS = ("step", "layer", "head")
+
+
+def missing_source(run: Run, estimator: str) -> str | None:
+    """The optional array ``estimator`` reads when ``run`` lacks it (runs captured without value_norm=True), else
+    None. Unknown estimators read ``maps``."""
+    source = SOURCES.get(estimator, "maps")
+    return None if source == "maps" or getattr(run, source) is not None else source
 BATCH_SLABS = 32  # (step, layer) slabs read per zarr call: enough chunks to decode in parallel, bounded memory
 RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 Spec = str | int | Sequence[Any] | None
@@ -141,8 +148,9 @@ def select(
         raise SelectionError(f"cannot keep {bad_keep}; keep is a subset of {AGG_DIMS}")
     words, where = resolve(run, word, step, layer, head, estimator)
     steps, layers, heads = where["step"], where["layer"], where["head"]
-    if SOURCES[estimator] != "maps" and getattr(run, SOURCES[estimator]) is None:
-        raise SelectionError(f"{run.path} has no {SOURCES[estimator]} array; generate with --value-norm, or choose "
+    missing = missing_source(run, estimator)
+    if missing:
+        raise SelectionError(f"{run.path} has no {missing} array; generate with --value-norm, or choose "
                              "estimator raw or renorm")
     if not keep and isinstance(word, str):
         values = mean_map(run, word, where, estimator, summary)
