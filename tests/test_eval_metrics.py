@@ -54,7 +54,8 @@ def _synthetic_run(path, *, vnorm=True):
     """2 steps, 2 layers, 1 head, words 'circle' (hot at token (0,0)) and 'square' (hot at (1,1))."""
     grid = (1, 2, 2)
     w = RunWriter(path, {"prompt": "a circle and a square", "vae": {"temporal": 4}}, words=["circle", "square"],
-                  layers=[0, 1], heads=[0], num_steps=2, grid=grid, extras=("value_norm", "value_proj") if vnorm else ())
+                  layers=[0, 1], heads=[0], num_steps=2, grid=grid,
+                  extras=("value_norm", "value_proj", "self_prop") if vnorm else ())
     for step in range(2):
         for layer in range(2):
             maps = np.full((1, 2, 1, 2, 2), 0.05, np.float32)
@@ -62,7 +63,10 @@ def _synthetic_run(path, *, vnorm=True):
                 maps[0, 0, 0, 0, 0] = 0.4
                 maps[0, 1, 0, 1, 1] = 0.4
             mass = np.full((1, 1, 2, 2), 0.5, np.float32)
-            extras = {"value_norm": maps * 2, "value_proj": maps - 0.05 * layer} if vnorm else {}
+            # self_prop: the map spread evenly over its frame's 4 tokens (what an all-equal self-attention does)
+            spread = np.broadcast_to(maps.mean((-2, -1), keepdims=True), maps.shape)
+            extras = ({"value_norm": maps * 2, "value_proj": maps - 0.05 * layer, "self_prop": spread}
+                      if vnorm else {})
             w.write(step, layer, maps, mass, extras)
         w.end_step(step, {"timestep": 1.0 - step})
     w.close(True)
@@ -82,6 +86,8 @@ def test_estimators_hand_computed(tmp_path):
     proj = est.value_proj(run, "circle")  # layer 0: 0.05 everywhere; layer 1: 0.35 at (0,0), 0 elsewhere
     assert proj[0, 0, 0] == pytest.approx((0.05 + 0.35) / 2, rel=1e-3)
     assert proj[0, 1, 1] == pytest.approx(0.05 / 2, rel=1e-3)
+    spread = est.self_prop(run, "circle")  # layer 0: 0.05; layer 1: (0.4 + 3·0.05) / 4 = 0.1375, everywhere
+    np.testing.assert_allclose(spread, np.full((1, 2, 2), (0.05 + 0.1375) / 2), rtol=1e-3)
     only_l1 = est.raw(run, "circle", layers=[1])
     assert only_l1[0, 0, 0] == pytest.approx(0.4, rel=1e-3)
 

@@ -40,6 +40,9 @@ def generate(
     compare: bool = typer.Option(False, help="With --bend: also generate the unbent baseline at the same seed "
                                  "and a side-by-side video (baseline | bent | difference)."),
     value_norm: bool = typer.Option(False, help="Also capture value norms (the value-norm estimator)."),
+    self_prop: bool = typer.Option(False, help="Also capture the maps propagated through each block's "
+                                   "self-attention (the self-prop estimator: sharper objects; about one more "
+                                   "self-attention per captured layer)."),
     previews: bool = typer.Option(None, "--previews/--no-previews", help="Decode the model's clean-video "
                                   "estimate at every step, for `render --kind timeline` (default: on a GPU only; "
                                   "costs one VAE decode per step)."),
@@ -54,8 +57,8 @@ def generate(
 
     run_generate(prompt=prompt, model=model, words=words or None, out=out, seed=seed, frames=frames,
                  height=height, width=width, steps=steps, guidance=guidance, negative=negative, heads=heads,
-                 layers=layers, bend=bend, compare=compare, value_norm=value_norm, overwrite=overwrite,
-                 device=device, previews=previews)
+                 layers=layers, bend=bend, compare=compare, value_norm=value_norm, self_prop=self_prop,
+                 overwrite=overwrite, device=device, previews=previews)
 
 
 def _mount() -> None:

@@ -41,7 +41,7 @@ def side_by_side(baseline: np.ndarray, bent: np.ndarray) -> np.ndarray:
 
 
 def run_generate(*, prompt, model, words, out, seed, frames, height, width, steps, guidance, negative, heads,
-                 layers, bend, compare, value_norm, overwrite, device, previews=None) -> None:
+                 layers, bend, compare, value_norm, overwrite, device, previews=None, self_prop=False) -> None:
     from .generation import generate
     from .models.loading import load_pipeline
 
@@ -58,7 +58,7 @@ def run_generate(*, prompt, model, words, out, seed, frames, height, width, step
     pipe = load_pipeline(model, device=device)
     kwargs = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=guidance)
     common = dict(words=words, seed=seed, negative_prompt=negative, heads=heads_sel, layers=layers_sel,
-                  value_norm=value_norm, overwrite=overwrite, previews=previews, **kwargs)
+                  value_norm=value_norm, self_prop=self_prop, overwrite=overwrite, previews=previews, **kwargs)
     run = generate(pipe, prompt, out, bends=recipe.to_json() if recipe is not None else None, **common)
     print(f"wrote {run.path} (video.mp4, maps.zarr; words: {', '.join(run.words)})")
     if compare:

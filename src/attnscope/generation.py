@@ -50,8 +50,8 @@ def _downscale(frames: np.ndarray, side: int) -> np.ndarray:
 
 def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = None, seed: int = 0,
              bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
-             value_norm: bool = False, previews: bool | None = None, overwrite: bool = False,
-             quiet: bool = False, meta: dict[str, Any] | None = None, **pipe_kwargs: Any) -> Run:
+             value_norm: bool = False, self_prop: bool = False, previews: bool | None = None,
+             overwrite: bool = False, quiet: bool = False, meta: dict[str, Any] | None = None, **pipe_kwargs: Any) -> Run:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
     Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` decodes the
@@ -67,14 +67,14 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     frames, height, width = options["num_frames"], options["height"], options["width"]
     grid = wan.geometry(pipe).grid(frames, height, width)
     tr = trace(pipe, words=words, store=out, heads=heads, layers=layers, steps=steps, bends=bends,
-               value_norm=value_norm, overwrite=overwrite)
+               value_norm=value_norm, self_prop=self_prop, overwrite=overwrite)
     clean = tr.prompt(prompt)
     n_words = len(_words_for(pipe, clean, tr.words_requested))
     transformer = next(iter(wan.transformers_of(pipe).values()))
     n_heads = len(tr.spec.head_list(transformer.blocks[0].attn2.heads))
     n_layers = len(tr.spec.layer_list(len(transformer.blocks)))
     n_steps = tr.spec.steps_kept(options["num_inference_steps"])
-    needed = estimate_store_bytes(n_steps, n_layers, n_heads, n_words, grid, value_norm)
+    needed = estimate_store_bytes(n_steps, n_layers, n_heads, n_words, grid, value_norm, self_prop)
     check_fits(out.parent, needed)
     if not quiet:
         print(f"attnscope: capturing {n_words} word(s) × {n_steps} steps × {n_layers} layers × {n_heads} heads "

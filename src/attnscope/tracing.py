@@ -23,6 +23,7 @@ from . import __version__
 from .capture.context import CallInfo, ForwardState
 from .capture.probs import identical_padding, word_matrix, word_probabilities, words_from_probs
 from .capture.processor import AttnscopeProcessor, TensorGrab
+from .capture.selfattn import SelfAttentionGrab, propagate
 from .capture.spec import CaptureSpec
 from .capture.transfer import HostTransfer
 from .capture.words import WordEntry, resolve_words, strip_markers
@@ -37,6 +38,7 @@ from .store.writer import summaries_of
 HOOK_NAME = "attnscope"
 
 VALUE_EXTRAS = ("value_norm", "value_proj")  # what value_norm=True captures beside the maps
+SELF_PROP = "self_prop"  # what self_prop=True captures: the maps propagated through the block's self-attention
 
 
 class _NoState(BaseState):
@@ -75,13 +77,14 @@ class Trace(AbstractContextManager):
 
     def __init__(self, pipe, words: list[str] | None = None, store: str | Path | None = None,
                  heads="all", layers="all", steps="all", bends=None, value_norm: bool = False,
-                 overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto") -> None:
+                 overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto",
+                 self_prop: bool = False) -> None:
         self.pipe = pipe
         self.writer_mode = writer  # "thread", "process", "inline" or "auto" (see attnscope.store.procwriter.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
         self.store = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="attnscope-"))
-        self.spec = CaptureSpec.make(heads, layers, steps, value_norm)
+        self.spec = CaptureSpec.make(heads, layers, steps, value_norm, self_prop)
         self.overwrite = overwrite
         self.extra_meta = dict(meta or {})
         self.recipe = None
@@ -106,6 +109,7 @@ class Trace(AbstractContextManager):
         self._steps_seen: list[int] = []
         self._transfer = HostTransfer()
         self._padding_identical: bool | None = None
+        self._self_attention: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.keep_x0 = False
 
     # ---- public -------------------------------------------------------------------------------------------
@@ -141,6 +145,12 @@ class Trace(AbstractContextManager):
                 stock = attn.processor
                 attn.set_processor(AttnscopeProcessor(stock, layer, expert, self, grab))
                 self._installed.append(("processor", attn, stock, grab))
+            if self.spec.self_prop:
+                for layer, block in enumerate(transformer.blocks):
+                    stock = block.attn1.processor
+                    grab = SelfAttentionGrab(stock, block.attn1, layer, expert, self)
+                    block.attn1.set_processor(grab)
+                    self._installed.append(("processor", block.attn1, stock, grab))
         if getattr(self.pipe, "text_encoder", None) is not None:
             handle = self.pipe.text_encoder.register_forward_pre_hook(self._on_encode)
             self._installed.append(("handle", handle))
@@ -296,7 +306,7 @@ class Trace(AbstractContextManager):
         num_steps = self.state.num_steps
         words = [e.label for e in self.entries]
         needed = estimate_store_bytes(self.spec.steps_kept(num_steps), len(layers), len(heads), len(words),
-                                      self.state.grid, self.spec.value_norm)
+                                      self.state.grid, self.spec.value_norm, self.spec.self_prop)
         check_fits(self.store.parent, needed)
         meta = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -315,7 +325,7 @@ class Trace(AbstractContextManager):
                     "spatial": int(getattr(self.pipe, "vae_scale_factor_spatial", 8))},
         }
         meta.update(self.extra_meta)
-        extras = VALUE_EXTRAS if self.spec.value_norm else ()
+        extras = (VALUE_EXTRAS if self.spec.value_norm else ()) + ((SELF_PROP,) if self.spec.self_prop else ())
         self.writer = open_writer(self.store, meta, words=words, layers=layers, heads=heads, num_steps=num_steps,
                                   grid=self.state.grid, extras=extras, overwrite=self.overwrite,
                                   release=self._transfer.pool.give, mode=self.writer_mode)
@@ -331,14 +341,29 @@ class Trace(AbstractContextManager):
         maps, mass, values = word_probabilities(query, key, token_index, to_word, call.prompt_tokens,
                                                1.0 / math.sqrt(query.shape[-1]), value, out_weight,
                                                padding_identical=self._padding_identical)
-        self._write(call, maps, mass, values)
+        self._write(call, maps, mass, self._with_self_prop(call, maps, values))
+
+    def keep_self_attention(self, expert: str, layer: int, query: torch.Tensor, key: torch.Tensor) -> None:
+        """The query and key [S, H, D] a block's self-attention used, for its cross-attention's self_prop."""
+        self._self_attention[(expert, layer)] = (query, key)
+
+    def _with_self_prop(self, call: CallInfo, maps: torch.Tensor, values: dict | None) -> dict:
+        """``values`` plus ``self_prop`` (maps [H, W, S] through the block's self-attention) when captured."""
+        values = dict(values or {})
+        if self.spec.self_prop:
+            qk = self._self_attention.pop((call.expert, call.layer), None)
+            if qk is None:
+                raise AttnscopeError(f"layer {call.layer}'s self-attention was not seen before its cross-attention; "
+                                     "self_prop needs Wan's block order (attn1, then attn2)")
+            values[SELF_PROP] = propagate(qk[0], qk[1], maps)
+        return values
 
     def record_probs(self, call: CallInfo, probs, value, out_weight) -> None:
         """Probabilities a bent call actually used: probs [H, S, L], value [L, H, D]."""
         token_index, to_word = self._matrix(probs.device)
         maps, mass, values = words_from_probs(probs, token_index, to_word, call.prompt_tokens,
                                              value if self.spec.value_norm else None, out_weight)
-        self._write(call, maps, mass, values)
+        self._write(call, maps, mass, self._with_self_prop(call, maps, values))
 
     def _write(self, call: CallInfo, maps, mass, values: dict | None) -> None:
         heads = self.spec.heads
@@ -371,13 +396,16 @@ def _versions() -> dict[str, str]:
 
 
 def trace(pipe, words: list[str] | None = None, store: str | Path | None = None, *, heads="all", layers="all",
-          steps="all", bends=None, value_norm: bool = False, overwrite: bool = False,
+          steps="all", bends=None, value_norm: bool = False, self_prop: bool = False, overwrite: bool = False,
           meta: dict[str, Any] | None = None) -> Trace:
     """Capture the cross-attention of ``words`` for every step × layer × head of the next generation.
 
     ``words=None`` captures every word of the prompt. ``heads`` may be "all", "mean" or a list; ``layers`` and
     ``steps`` "all" or lists. ``bends`` is a recipe (path, dict or list of bends). The video is bit-identical to
     an untraced run unless a bend changes it. Use as a context manager around one ``pipe(...)`` call.
+    ``value_norm`` also captures the value-norm and value-proj arrays; ``self_prop`` the maps propagated through
+    each block's self-attention (the self-prop estimator; it costs about one more self-attention per captured
+    layer).
     """
     return Trace(pipe, words, store, heads=heads, layers=layers, steps=steps, bends=bends, value_norm=value_norm,
-                 overwrite=overwrite, meta=meta)
+                 self_prop=self_prop, overwrite=overwrite, meta=meta)

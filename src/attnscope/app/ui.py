@@ -42,7 +42,8 @@ def _explore_controls() -> dict[str, gr.components.Component]:
         c["estimator"] = gr.Radio(list(ESTIMATORS), value="raw", label="estimator",
                                   info="renorm divides by the mass on real prompt tokens (removes the padding sink); "
                                   "value-norm is the size of the word's contribution to the attention output, "
-                                  "value-proj its length along that output (runs made with --value-norm)")
+                                  "value-proj its length along that output (runs made with --value-norm); self-prop the map "
+                                  "spread through the block's self-attention (runs made with --self-prop)")
         c["colorbar"] = gr.Checkbox(True, label="colour bar")
     return c
 

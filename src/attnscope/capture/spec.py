@@ -29,11 +29,13 @@ class CaptureSpec:
     layers: str | list[int] = "all"
     steps: str | list[int] = "all"
     value_norm: bool = False
+    self_prop: bool = False
 
     @classmethod
-    def make(cls, heads="all", layers="all", steps="all", value_norm: bool = False) -> CaptureSpec:
+    def make(cls, heads="all", layers="all", steps="all", value_norm: bool = False,
+             self_prop: bool = False) -> CaptureSpec:
         return cls(_check("heads", heads, allow_mean=True), _check("layers", layers), _check("steps", steps),
-                   bool(value_norm))
+                   bool(value_norm), bool(self_prop))
 
     def layer_list(self, n_layers: int) -> list[int]:
         if self.layers == "all":
@@ -64,4 +66,4 @@ class CaptureSpec:
 
     def to_json(self) -> dict:
         return {"heads": self.heads, "layers": self.layers, "steps": self.steps, "branch": "cond",
-                "value_norm": self.value_norm}
+                "value_norm": self.value_norm, "self_prop": self.self_prop}

@@ -10,6 +10,10 @@
 - ``value-proj``: ⟨Σ_{t∈w} p_t v_t W_o, y⟩ / ‖y‖, the word's contribution measured along the query's whole
   attention output y: where the word is attended but the output points elsewhere (at the padding, say), it
   counts little. Heads sum to the exact projection; averaged over steps and layers.
+- ``self-prop``: the maps propagated through the same block's self-attention, Ā·m (Ā the head-mean self-attention
+  of the block whose cross-attention made m): tokens that attend to each other — one object — share their map,
+  which fills the ring a shape word leaves on its object's edges. The refinement of training-free segmentation
+  from diffusion models (DiffSegmenter); captured exactly during generation with ``self_prop=True``.
 - ``best-layers``: the base estimator (``value-norm`` when captured, else ``raw``) restricted to the layers and
   steps that localize best, chosen on a separate split.
 """
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from ..render.selection import SOURCES, missing_source
+from ..render.selection import CAPTURE_FLAG, SOURCES, missing_source
 from ..store import Run
 
 AGG = ("step", "layer", "head")
@@ -55,7 +59,7 @@ def _stored(run: Run, estimator: str, word: str, layers, steps) -> np.ndarray:
     """Mean of the optional Run array an estimator reads (value_norm, value_proj), or a clear error."""
     missing = missing_source(run, estimator)
     if missing:
-        raise ValueError(f"{run.path} has no {missing}; generate with value_norm=True (--value-norm)")
+        raise ValueError(f"{run.path} has no {missing}; generate with {CAPTURE_FLAG[missing]}")
     return _select(getattr(run, SOURCES[estimator]).sel(word=word), layers, steps).astype("float32").mean(AGG).values
 
 
@@ -67,12 +71,17 @@ def value_proj(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
     return _stored(run, "value-proj", word, layers, steps)
 
 
+def self_prop(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
+    return _stored(run, "self-prop", word, layers, steps)
+
+
 ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
     "raw": raw,
     "renorm": renorm,
     "share": share,
     "value-norm": value_norm,
     "value-proj": value_proj,
+    "self-prop": self_prop,
 }
 
 

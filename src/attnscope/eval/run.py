@@ -87,10 +87,11 @@ def collect(model: str = "toy", n_prompts: int = 30, seed: int = 0, workdir: str
         made = {"prompt": text, "seed": i, "weights": weights, "steps": steps}
         previous = open_run(out) if (out / "meta.json").exists() else None
         if (previous is not None and previous.complete and previous.value_proj is not None
-                and previous.meta.get("eval") == made):
+                and previous.self_prop is not None and previous.meta.get("eval") == made):
             run = previous
         else:
-            run = generate(pipe, text, out, words=words, seed=i, value_norm=True, previews=False, overwrite=True,
+            run = generate(pipe, text, out, words=words, seed=i, value_norm=True, self_prop=True, previews=False,
+                           overwrite=True,
                            quiet=True, num_inference_steps=steps, meta={"eval": made})
         video = read_mp4(run.video_path)
         found = colour_masks(detect_objects(video))

@@ -29,8 +29,8 @@ def render_command(
     estimator: str = typer.Option(None, help="raw probabilities; renorm (divided by the attention on the real "
                                   "prompt tokens: removes the padding sink); value-norm (the word's contribution "
                                   "to the attention output) and value-proj (its length along that output): both need a run generated with "
-                                  "--value-norm. Default: "
-                                  "the preset's."),
+                                  "--value-norm; self-prop (the map spread through the block's self-attention: "
+                                  "fills objects) needs --self-prop. Default: the preset's."),
     preset: str = typer.Option("recommended", help="Defaults for step, layer and estimator: recommended (what "
                                "`attnscope eval` measured best for the run's model; the plain mean for models "
                                "never measured) or none (plain raw mean over everything)."),

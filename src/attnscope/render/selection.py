@@ -20,9 +20,12 @@ from ..errors import SelectionError
 from ..store import Run
 from ..store.layout import EPS
 
-ESTIMATORS = ("raw", "renorm", "value-norm", "value-proj")
-# the stored array each estimator averages; the value-* arrays exist in runs captured with value_norm=True
-SOURCES = {"raw": "maps", "renorm": "maps", "value-norm": "value_norm", "value-proj": "value_proj"}
+ESTIMATORS = ("raw", "renorm", "value-norm", "value-proj", "self-prop")
+# the stored array each estimator averages; the value-* arrays exist in runs captured with value_norm=True,
+# self_prop in runs captured with self_prop=True
+SOURCES = {"raw": "maps", "renorm": "maps", "value-norm": "value_norm", "value-proj": "value_proj",
+           "self-prop": "self_prop"}
+CAPTURE_FLAG = {"value_norm": "--value-norm", "value_proj": "--value-norm", "self_prop": "--self-prop"}
 AGG_DIMS = ("step", "layer", "head")
 
 
@@ -140,7 +143,8 @@ def select(
     (unmasked zero padding takes much of the attention) and makes maps of different steps/layers comparable.
     ``estimator="value-norm"`` averages ‖p·v·W_o‖, each word's contribution to the attention output, and
     ``"value-proj"`` that contribution's length along the query's whole attention output (both sharper on the
-    toy world; both need a run captured with ``value_norm=True``). ``summary`` loads a word's head-mean summary
+    toy world; both need a run captured with ``value_norm=True``). ``"self-prop"`` averages the maps propagated
+    through each block's self-attention (a run captured with ``self_prop=True``). ``summary`` loads a word's head-mean summary
     (the viewer passes a cached one; see :func:`mean_map`); without it the mean is taken over the stored maps.
     """
     bad_keep = [d for d in keep if d not in AGG_DIMS]
@@ -150,8 +154,8 @@ def select(
     steps, layers, heads = where["step"], where["layer"], where["head"]
     missing = missing_source(run, estimator)
     if missing:
-        raise SelectionError(f"{run.path} has no {missing} array; generate with --value-norm, or choose "
-                             "estimator raw or renorm")
+        raise SelectionError(f"{run.path} has no {missing} array; generate with {CAPTURE_FLAG[missing]}, or "
+                             "choose estimator raw or renorm")
     if not keep and isinstance(word, str):
         values = mean_map(run, word, where, estimator, summary)
         out = xr.DataArray(values, dims=("frame", "y", "x"), coords={"word": word}, name="maps")

@@ -118,6 +118,12 @@ class Run:
         return self._lazy("value_proj", MAPS_DIMS)
 
     @cached_property
+    def self_prop(self) -> xr.DataArray | None:
+        """Optional: the maps propagated through the same block's self-attention, Ā·m (the self-prop
+        estimator), when captured with ``self_prop=True``."""
+        return self._lazy("self_prop", MAPS_DIMS)
+
+    @cached_property
     def previews(self) -> xr.DataArray | None:
         """Decoded x0 predictions per step (step, frame, y, x, channel) uint8, when captured."""
         p = self.path / "previews.zarr"

@@ -9,10 +9,10 @@ from ..errors import DiskSpaceError
 
 
 def estimate_store_bytes(steps: int, layers: int, heads: int, words: int, grid: tuple[int, int, int],
-                         value_norm: bool = False) -> int:
-    """Upper bound (uncompressed fp16) of maps + prompt_mass (+ value_norm and value_proj)."""
+                         value_norm: bool = False, self_prop: bool = False) -> int:
+    """Upper bound (uncompressed fp16) of maps + prompt_mass (+ value_norm and value_proj, + self_prop)."""
     f, y, x = grid
-    per_word = words * (3 if value_norm else 1) + 1
+    per_word = words * (1 + 2 * value_norm + self_prop) + 1
     return steps * layers * heads * per_word * f * y * x * 2
 
 

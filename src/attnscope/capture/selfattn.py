@@ -1,0 +1,104 @@
+"""Word maps propagated through the same block's self-attention: the ``self-prop`` estimator.
+
+A cross-attention map says which video tokens *asked for* a word. Self-attention says which tokens belong
+together: each token's self-attention row spreads over its own object. Propagating a word's map through it,
+m' = Ā·m with Ā the mean over heads of the block's self-attention softmax(q kᵀ/√d), fills what the raw map leaves
+out inside an object (a shape word's map rings its object's edges) — the refinement that training-free
+segmentation from diffusion models uses (e.g. DiffSegmenter, Wang et al. 2023).
+
+The self-attention of ``blocks[i].attn1`` runs before the block's cross-attention, so a thin wrapper around
+attn1's *stock* processor keeps the exact rotated query and key it used (the video is unchanged), and the
+cross-attention capture of the same block and forward propagates its maps through them. Ā·m is computed with
+``scaled_dot_product_attention`` over query blocks, with the maps as values: the S×S attention matrix is never
+stored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..tracing import Trace
+
+BLOCK_ELEMENTS = 1 << 27  # query block × keys × heads of float32 logits a fallback (math) kernel may materialize
+
+
+def rotate(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+    """Wan's rotary embedding on x [B, S, H, D], with the very ops of diffusers' ``WanAttnProcessor`` (which
+    defines it inside its ``__call__``), so the result is bit-identical to what the stock path attended with."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos = freqs_cos[..., 0::2]
+    sin = freqs_sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(x)
+
+
+class SelfAttentionGrab:
+    """Processor for ``blocks[i].attn1``: the stock processor's output, and — when the trace captures this
+    block's cross-attention in this forward — the query and key [S, H, D] (sample 0) it attended with."""
+
+    def __init__(self, stock, attn: torch.nn.Module, layer: int, expert: str, trace: Trace) -> None:
+        self.stock = stock
+        self.layer = layer
+        self.expert = expert
+        self.trace = trace
+        self.armed = False
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.handles = [attn.norm_q.register_forward_hook(self._hook("q")),
+                        attn.norm_k.register_forward_hook(self._hook("k"))]
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            if self.armed:
+                self.outputs[name] = output
+
+        return hook
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
+                 **kwargs):
+        call = self.trace.call_info(self.layer, self.expert)
+        if call is None or not self.trace.capturing(call):
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        self.armed = True
+        try:
+            out = self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        finally:
+            self.armed = False
+        grabbed, self.outputs = self.outputs, {}
+        query = grabbed["q"][:1].unflatten(2, (attn.heads, -1))  # [1, S, H, D]
+        key = grabbed["k"][:1].unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
+        self.trace.keep_self_attention(self.expert, self.layer, query[0], key[0])
+        return out
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def propagate(query: torch.Tensor, key: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Ā·m per cross-attention head and word: maps [H2, W, S] through the head-mean self-attention of
+    query/key [S, H1, D] -> [H2, W, S] float32.
+
+    Self-attention heads and cross-attention heads are different heads, so every cross head's map goes through
+    the mean of all self-attention heads: (1/H1) Σ_h softmax(q_h k_hᵀ/√d) m. Each row of Ā sums to 1, so a map
+    of probabilities stays one (a constant map is a fixed point).
+    """
+    s, h1, _ = query.shape
+    h2, n_words, _ = maps.shape
+    q = query.transpose(0, 1).unsqueeze(0).float()  # [1, H1, S, D]
+    k = key.transpose(0, 1).unsqueeze(0).float()
+    values = maps.float().flatten(0, 1).T  # [S, H2·W]
+    v = values.unsqueeze(0).unsqueeze(0).expand(1, h1, s, h2 * n_words).contiguous()  # [1, H1, S, H2·W]
+    block = max(1, BLOCK_ELEMENTS // (s * h1))
+    out = values.new_empty((s, h2 * n_words))
+    for start in range(0, s, block):
+        rows = slice(start, start + block)
+        out[rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v)[0].mean(0)  # [b, H2·W]
+    return out.T.unflatten(0, (h2, n_words))
