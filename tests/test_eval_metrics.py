@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from attnscope.eval import estimators as est
-from attnscope.eval.evaluate import Sample, choose_best_layers, evaluate
-from attnscope.eval.metrics import iou, iou_curve, latent_mask, normalize, pixel_heat, thresholded_iou
+from attnscope.eval.evaluate import Sample, choose_best_layers, evaluate, paired_vs
+from attnscope.eval.metrics import THRESHOLDS, iou, iou_curve, latent_mask, normalize, pixel_heat, thresholded_iou
 from attnscope.store import RunWriter, open_run
 
 
@@ -103,7 +103,9 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     assert result["estimators"]["best-layers"]["layers"] == [1]
     assert result["estimators"]["raw"]["miou"] == pytest.approx(1.0)  # layer 1 dominates the mean
     rec = result["recommended"]
-    assert result["estimators"][rec["estimator"]]["miou"] == max(e["miou"] for e in result["estimators"].values())
+    headline = [e["miou_frame_best_threshold"] for e in result["estimators"].values()]
+    assert result["estimators"][rec["estimator"]]["miou_frame_best_threshold"] == max(headline)
+    assert rec["norm"] == "frame" and rec["threshold"] == result["estimators"][rec["estimator"]]["frame_best_threshold"]
     if rec["estimator"] != "best-layers":  # a subset that did not win is not recommended
         assert rec["layers"] is None and rec["step_fraction"] == [0.0, 1.0]
     table = np.array([[0.1, 0.2], [0.9, 0.3]])
@@ -138,3 +140,21 @@ def test_eval_reuses_only_runs_of_the_same_weights(tiny_pipes):
     with torch.no_grad():
         next(other.transformer.parameters()).view(-1)[0] += 1e-3  # one weight of another model of the architecture
     assert weights_fingerprint(other) != same
+
+
+def test_paired_difference_against_raw_hand_case(tmp_path):
+    """Each estimator at its own selected threshold; the differences of the test samples, paired."""
+    run = _synthetic_run(tmp_path / "r")
+    mask = np.zeros((1, 32, 32), bool)
+    samples = [Sample(run, "circle", "shape", mask, split) for split in ("select", "test", "test", "test")]
+    n_t = len(THRESHOLDS)
+    ramp = np.linspace(0, 1, n_t)  # best at the last threshold on the selection split
+    raw = [{"curve_frame": ramp * 0.5}] + [{"curve_frame": np.full(n_t, v)} for v in (0.5, 0.6, 0.7)]
+    other = [{"curve_frame": ramp[::-1]}] + [{"curve_frame": np.r_[v, np.zeros(n_t - 1)]} for v in (0.9, 0.6, 0.4)]
+    got = paired_vs(other, raw, samples)
+    # other is read at the first threshold (0.9, 0.6, 0.4), raw at the last (0.5, 0.6, 0.7)
+    assert got["delta"] == pytest.approx((0.4 + 0.0 - 0.3) / 3)
+    assert (got["wins"], got["losses"], got["ties"], got["n"]) == (1, 1, 1, 3)
+    assert -0.3 - 1e-9 <= got["ci95"][0] < got["delta"] < got["ci95"][1] <= 0.4 + 1e-9
+    same = paired_vs(raw, raw, samples)
+    assert same["delta"] == 0 and same["ci95"] == [0, 0] and same["ties"] == 3

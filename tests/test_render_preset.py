@@ -15,7 +15,8 @@ from attnscope.render.synthetic import make_synthetic_run
 from attnscope.store import open_run
 
 RESULT = {"recommended": {"estimator": "best-layers", "base": "renorm", "layers": [1, 2],
-                          "step_fraction": [0.5, 1.0]},
+                          "step_fraction": [0.5, 1.0], "norm": "frame", "threshold": 0.75,
+                          "metric": "miou"},
           "estimators": {"best-layers": {"miou": 0.61}, "raw": {"miou": 0.4}}, "settings": {"prompts": 30}}
 
 
@@ -38,7 +39,9 @@ def measured(tmp_path):
 def test_saved_preset_round_trips_and_names_its_source(tmp_path):
     preset = load_preset(save_preset(RESULT, tmp_path / PRESET_FILE))
     assert (preset.estimator, preset.layers, preset.step_fraction) == ("renorm", (1, 2), (0.5, 1.0))
-    assert "0.61" in preset.source and "0.40" in preset.source
+    assert (preset.norm, preset.threshold) == ("frame", 0.75)
+    assert "0.61" in preset.source and "0.40" in preset.source and "per frame" in preset.source
+    assert (NO_PRESET.norm, NO_PRESET.threshold) == ("global", None)
 
 
 def test_recommended_fills_only_what_the_caller_left_open(measured):
@@ -68,10 +71,12 @@ def test_value_norm_preset_falls_back_on_runs_without_value_norms(measured):
 def test_render_defaults_to_the_recommended_aggregation(measured, tmp_path):
     default = np.asarray(Image.open(render(measured, "circle", "heatmap", out=tmp_path / "d.png")))
     explicit = np.asarray(Image.open(render(measured, "circle", "heatmap", out=tmp_path / "e.png", step="4-7",
-                                            layer="1-2", estimator="renorm", preset="none")))
+                                            layer="1-2", estimator="renorm", norm="frame", preset="none")))
     plain = np.asarray(Image.open(render(measured, "circle", "heatmap", out=tmp_path / "p.png", preset="none")))
     np.testing.assert_array_equal(default, explicit)
     assert np.abs(default.astype(int) - plain.astype(int)).max() > 0, "the preset changes the picture"
+    glob = np.asarray(Image.open(render(measured, "circle", "heatmap", out=tmp_path / "g.png", norm="global")))
+    assert np.abs(default.astype(int) - glob.astype(int)).max() > 0, "the preset's per-frame norm is used"
     renorm = select(measured, "circle", step="4-7", layer="1-2", estimator="renorm")
     assert renorm.attrs["step"] == "4-7" and renorm.attrs["layer"] == "1, 2"
 

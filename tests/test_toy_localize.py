@@ -33,19 +33,22 @@ def localized(tmp_path_factory):
     for i, (text, scene) in enumerate(prompts):
         obj = scene[0]
         run = generate(pipe, text, tmp_path_factory.mktemp(f"p{i}"), words=[obj.colour, obj.shape], seed=i,
-                       value_norm=True, previews=False, quiet=True)
+                       value_norm=True, self_prop=True, previews=False, quiet=True)
         found = [d for d in detect_objects(read_mp4(run.video_path)) if d.colour == obj.colour]
         if not found or found[0].masks.sum(axis=(1, 2)).max() < MIN_AREA_PX:
             continue
         g = run.meta["grid"]
         mask = latent_mask(found[0].masks, (g["frames"], g["height"], g["width"]))
-        sel = recommended(run).selection(run)
+        preset = recommended(run)
+        sel = preset.selection(run)
         for word in (obj.colour, obj.shape):
             heat = select(run, word, step=sel["step"], layer=sel["layer"], estimator=sel["estimator"]).values
             plain = select(run, word).values
-            rows.append({"prompt": text, "word": word, "iou": thresholded_iou(heat, mask),
-                         "iou_plain": thresholded_iou(plain, mask),
-                         "inside_over_outside": float(heat[mask].mean() / heat[~mask].mean())})
+            rows.append({"prompt": text, "word": word, "estimator": sel["estimator"],
+                         "iou": thresholded_iou(plain, mask),
+                         "iou_recommended": thresholded_iou(heat, mask, preset.threshold or 0.4,
+                                                            "frame" if preset.norm == "frame" else "video"),
+                         "inside_over_outside": float(plain[mask].mean() / plain[~mask].mean())})
         if len(rows) == 2 * NEEDED:
             break
     return rows
@@ -61,8 +64,9 @@ def test_shape_word_maps_land_on_their_objects(localized):
     assert np.mean([r["iou"] for r in localized]) > 0.45, localized
 
 
-def test_the_recommended_aggregation_is_as_good_as_the_plain_mean(localized):
-    """The shipped preset (docs/eval's recommended.json) must not be clearly worse than the plain mean. For the
-    sixth toy model the eval recommends the plain raw mean itself (0.549 against 0.548 for value-norm on 30
-    prompts); a retrained model whose eval picks another estimator or a layer subset is checked here."""
-    assert np.mean([r["iou"] for r in localized]) > np.mean([r["iou_plain"] for r in localized]) - 0.05, localized
+def test_the_recommended_view_beats_the_plain_mean(localized):
+    """The shipped preset (docs/eval's recommended.json: self-prop, normalized per frame and cut at its measured
+    threshold) must match the objects better than what most tools show, the plain raw mean normalized over the
+    whole video and cut at 0.4 (on 30 eval prompts: 0.71 against 0.55)."""
+    assert all(r["estimator"] == "self-prop" for r in localized), localized
+    assert np.mean([r["iou_recommended"] for r in localized]) > np.mean([r["iou"] for r in localized]), localized

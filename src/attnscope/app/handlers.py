@@ -76,18 +76,20 @@ def guarded(n_outputs: int) -> Callable:
     return wrap
 
 
-def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str], str]:
-    """(step_mean, step_range, layer_mean, layer_range, estimator) for the run's model's recommended view, and a
-    line saying where it comes from; a model nobody measured gets the plain defaults (last step, middle layer)."""
+def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str, str], str]:
+    """(step_mean, step_range, layer_mean, layer_range, estimator, norm) for the run's model's recommended view,
+    and a line saying where it comes from; a model nobody measured gets the plain defaults (last step, middle
+    layer, global normalization)."""
     preset = recommended(run)
     if preset is NO_PRESET:
-        return (False, "", False, "", "raw"), ""
+        return (False, "", False, "", "raw", "global"), ""
     sel = preset.selection(run)
 
     def span(value) -> str:
         return "" if isinstance(value, str) else describe(value)
 
-    return (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"]), f" · recommended view: {preset.source}"
+    view = (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"], preset.norm)
+    return view, f" · recommended view: {preset.source}"
 
 
 def _slider(count: int, value: int, label: str) -> gr.Slider:
@@ -149,7 +151,7 @@ class Handlers:
                 info, meta_table(run.meta), baseline, *view, "",
             )
         except Exception as exc:  # shown as a card; the controls keep their state
-            return (*([gr.skip()] * 15), failure(exc, rel))
+            return (*([gr.skip()] * 16), failure(exc, rel))
 
     # Explore
     def still(self, rel: str, *values: Any) -> tuple:

@@ -112,7 +112,7 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
         opened = run.change(h.open, [run], [ctl["word"], ctl["step"], ctl["layer"], ctl["head"], ctl["frame"],
                                             cmp_frame, original, info, meta, baseline, ctl["step_mean"],
                                             ctl["step_range"], ctl["layer_mean"], ctl["layer_range"],
-                                            ctl["estimator"], status], api_name="open")
+                                            ctl["estimator"], ctl["norm"], status], api_name="open")
         opened.then(h.live_still, [run, *inputs], [still, caption, status], **LIVE, api_name=False)
         for comp in inputs:
             comp.change(h.live_still, [run, *inputs], [still, caption, status], **LIVE,

@@ -25,6 +25,10 @@ from .metrics import (
 )
 
 STEP_BINS = 4
+# The headline metric, which picks the recommended view: each latent frame normalized on its own (a frame plays
+# the part of DAAM's image) and cut at the threshold chosen on the selection split, scored on the test split.
+HEADLINE = "miou_frame_best_threshold"
+BOOTSTRAP = 2000  # resamples for the paired confidence interval against raw
 FULL_SIZE_PX = 1000  # median px per frame; the smallest toy objects (radius 30) cover 1,532 (triangle) to 2,828 (circle)
 
 
@@ -74,6 +78,25 @@ def _best_threshold(rows: list[dict], select: list[dict], key: str) -> int:
     return int(np.argmax(np.mean([r[key] for r in select or rows], axis=0)))
 
 
+def paired_vs(rows: list[dict], base: list[dict], samples: list[Sample], seed: int = 0) -> dict:
+    """Per test sample, the headline IoU of ``rows`` minus that of ``base`` (each at its own threshold chosen on
+    the selection split): mean, a 95 % paired-bootstrap interval, and wins / losses / ties. Why paired: both
+    estimators are scored on the same maps' objects, so the per-sample difference cancels how hard each object
+    is, and the interval is much tighter than two separate ones."""
+    select = [r for r, s in zip(rows, samples, strict=True) if s.split == "select"]
+    select_base = [r for r, s in zip(base, samples, strict=True) if s.split == "select"]
+    t, t_base = _best_threshold(rows, select, "curve_frame"), _best_threshold(base, select_base, "curve_frame")
+    diff = np.array([r["curve_frame"][t] - b["curve_frame"][t_base]
+                     for r, b, s in zip(rows, base, samples, strict=True) if s.split == "test"])
+    if diff.size == 0:
+        return {"delta": float("nan"), "ci95": [float("nan")] * 2, "wins": 0, "losses": 0, "ties": 0, "n": 0}
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(BOOTSTRAP, diff.size))].mean(axis=1)
+    return {"delta": float(diff.mean()), "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+            "wins": int((diff > 1e-9).sum()), "losses": int((diff < -1e-9).sum()),
+            "ties": int((np.abs(diff) <= 1e-9).sum()), "n": int(diff.size)}
+
+
 def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None) -> dict:
     test = [r for r, s in zip(rows, samples, strict=False) if s.split == "test"]
     select = [r for r, s in zip(rows, samples, strict=False) if s.split == "select"]
@@ -103,29 +126,33 @@ def _summary(rows: list[dict], samples: list[Sample], best_t: int | None = None)
     }
 
 
-def layer_step_table(samples: list[Sample], base: str = "raw") -> tuple[np.ndarray, list[int], list[list[int]]]:
-    """mIoU (at 0.4) per (layer, step bin) of the ``base`` estimator on the selection split."""
+def layer_step_table(samples: list[Sample], base: str = "raw", threshold: float = DAAM_THRESHOLD,
+                     per: str = "video") -> tuple[np.ndarray, list[int], list[list[int]]]:
+    """mIoU per (layer, step bin) of the ``base`` estimator on the selection split, its maps normalized ``per``
+    video or frame and cut at ``threshold``."""
     select = [s for s in samples if s.split == "select"] or samples
     layers = list(select[0].run.meta["layers"])
     bins = step_bins(select[0].run.meta["num_steps"])
     table = np.zeros((len(layers), len(bins)))
     for s in select:
-        per = est.per_layer_step(s.run, s.word, base)  # (layer, step, frame, y, x)
+        maps = est.per_layer_step(s.run, s.word, base)  # (layer, step, frame, y, x)
         for li, b in product(range(len(layers)), range(len(bins))):
-            heat = per.isel(layer=li).sel(step=bins[b]).mean("step").values
-            table[li, b] += thresholded_iou(heat, s.grid_mask)
+            heat = maps.isel(layer=li).sel(step=bins[b]).mean("step").values
+            table[li, b] += thresholded_iou(heat, s.grid_mask, threshold, per)
     return table / len(select), layers, bins
 
 
-def layer_head_table(samples: list[Sample], base: str = "raw") -> tuple[np.ndarray, list[int], list]:
-    """mIoU (at 0.4) per (layer, head), steps averaged, on the selection split."""
+def layer_head_table(samples: list[Sample], base: str = "raw", threshold: float = DAAM_THRESHOLD,
+                     per: str = "video") -> tuple[np.ndarray, list[int], list]:
+    """mIoU per (layer, head), steps averaged, on the selection split (normalized and cut as in
+    :func:`layer_step_table`)."""
     select = [s for s in samples if s.split == "select"] or samples
     layers, heads = list(select[0].run.meta["layers"]), list(select[0].run.meta["heads"])
     table = np.zeros((len(layers), len(heads)))
     for s in select:
-        per = est.per_head(s.run, s.word, base).values  # [L, H, F, Y, X]
+        maps = est.per_head(s.run, s.word, base).values  # [L, H, F, Y, X]
         for li, hi in product(range(len(layers)), range(len(heads))):
-            table[li, hi] += thresholded_iou(per[li, hi], s.grid_mask)
+            table[li, hi] += thresholded_iou(maps[li, hi], s.grid_mask, threshold, per)
     return table / len(select), layers, heads
 
 
@@ -145,36 +172,56 @@ def choose_best_layers(table: np.ndarray, layers: list[int], bins: list[list[int
     return best
 
 
+def _selection_score(rows: list[dict], samples: list[Sample]) -> tuple[float, float]:
+    """(headline mIoU, threshold) on the selection split alone: what may choose, without seeing the test split."""
+    select = [r for r, s in zip(rows, samples, strict=True) if s.split == "select"] or rows
+    curve = np.mean([r["curve_frame"] for r in select], axis=0)
+    return float(curve.max()), float(THRESHOLDS[int(curve.argmax())])
+
+
 def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
-    """Every estimator's scores, the where/when tables, and the recommended aggregation."""
-    if base_for_best is None:
-        base_for_best = "value-norm" if samples[0].run.value_norm is not None else "raw"
+    """Every estimator's scores, the where/when tables, and the recommended aggregation.
+
+    The where/when tables and ``best-layers`` use ``base_for_best``: by default the estimator that scores best
+    on the selection split under the headline metric, normalized per frame and cut at its selected threshold.
+    """
     results: dict = {"estimators": {}}
+    all_rows: dict[str, list[dict]] = {}
     for name, fn in est.ESTIMATORS.items():
         if missing_source(samples[0].run, name):
             continue
-        rows = [_scores(fn(s.run, s.word), s) for s in samples]
-        results["estimators"][name] = _summary(rows, samples)
-    table, layers, bins = layer_step_table(samples, base_for_best)
+        all_rows[name] = [_scores(fn(s.run, s.word), s) for s in samples]
+        results["estimators"][name] = _summary(all_rows[name], samples)
+    chosen = {name: _selection_score(rows, samples) for name, rows in all_rows.items()}
+    if base_for_best is None:
+        base_for_best = max(chosen, key=lambda name: chosen[name][0])
+    cut = chosen[base_for_best][1]
+    table, layers, bins = layer_step_table(samples, base_for_best, cut, per="frame")
     best = choose_best_layers(table, layers, bins)
     fn = est.ESTIMATORS[base_for_best]
     rows = [_scores(fn(s.run, s.word, layers=best["layers"], steps=best["steps"]), s) for s in samples]
+    all_rows["best-layers"] = rows
     results["estimators"]["best-layers"] = {**_summary(rows, samples), "layers": best["layers"],
                                             "steps": best["steps"], "step_fraction": best["step_fraction"],
                                             "base": base_for_best}
-    head_table, _, heads = layer_head_table(samples, base_for_best)
-    results["layer_step"] = {"layers": layers, "step_bins": bins, "miou": table.round(4).tolist()}
-    results["layer_head"] = {"layers": layers, "heads": heads, "miou": head_table.round(4).tolist()}
+    results["paired_vs_raw"] = {name: paired_vs(r, all_rows["raw"], samples) for name, r in all_rows.items()
+                                if name != "raw"}
+    head_table, _, heads = layer_head_table(samples, base_for_best, cut, per="frame")
+    where = {"base": base_for_best, "norm": "frame", "threshold": cut}
+    results["layer_step"] = {"layers": layers, "step_bins": bins, "miou": table.round(4).tolist(), **where}
+    results["layer_head"] = {"layers": layers, "heads": heads, "miou": head_table.round(4).tolist(), **where}
     mass = [float(s.run.prompt_mass.astype("float32").mean().values) for s in samples[:: max(1, len(samples) // 10)]]
     per_layer_mass = samples[0].run.prompt_mass.astype("float32").mean(("step", "head", "frame", "y", "x")).values
     results["padding_sink"] = {"prompt_mass_mean": float(np.mean(mass)),
                                "prompt_mass_per_layer": per_layer_mass.round(4).tolist()}
-    # The recommendation is the estimator that scored best, with the layers and steps it was scored on: the
-    # best-layers subset only when that subset won, else everything (a subset that lost must not be the default).
-    top = max(results["estimators"], key=lambda name: results["estimators"][name]["miou"])
+    # The recommendation is the estimator that scored best on the headline metric, with the layers and steps it
+    # was scored on (the best-layers subset only when that subset won: a subset that lost must not be the
+    # default), the per-frame normalization that metric uses, and the threshold chosen for it.
+    top = max(results["estimators"], key=lambda name: results["estimators"][name][HEADLINE])
     subset = top == "best-layers"
     results["recommended"] = {"estimator": top, "layers": best["layers"] if subset else None,
                               "step_fraction": best["step_fraction"] if subset else [0.0, 1.0],
-                              "base": base_for_best}
+                              "base": base_for_best, "norm": "frame",
+                              "threshold": results["estimators"][top]["frame_best_threshold"], "metric": HEADLINE}
     results["threshold"] = DAAM_THRESHOLD
     return results

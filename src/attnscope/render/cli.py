@@ -23,7 +23,8 @@ def render_command(
                              "Default: RUN/renders/<word>_<kind>.mp4 (.png for grid)."),
     alpha: float = typer.Option(0.6, help="Overlay/segmentation opacity over the video, 0..1."),
     cmap: str = typer.Option("inferno", help="Colormap: inferno, magma, viridis, turbo (any matplotlib name)."),
-    norm: str = typer.Option("global", help=f"Value range: {', '.join(NORM_MODES)} (see docs)."),
+    norm: str = typer.Option(None, help=f"Value range: {', '.join(NORM_MODES)} (see docs). Default: the preset's "
+                             "(frame for the toy model; global for unmeasured models and the timeline)."),
     clip: float = typer.Option(None, help="Percentile clipping, e.g. 99: colours span the 1st..99th "
                                "percentile."),
     estimator: str = typer.Option(None, help="raw probabilities; renorm (divided by the attention on the real "

@@ -24,12 +24,16 @@ PRESETS = ("recommended", "none")
 
 @dataclass(frozen=True)
 class Preset:
-    """Defaults for a selection: ``layers`` None means all; ``step_fraction`` is a part of the denoising, 0..1."""
+    """Defaults for a selection: ``layers`` None means all; ``step_fraction`` is a part of the denoising, 0..1;
+    ``norm`` the colour normalization the estimator was measured with (``frame``: each frame by its own range),
+    ``threshold`` the cut of that normalized map that matched the objects best (None when never measured)."""
 
     estimator: str = "raw"
     layers: tuple[int, ...] | None = None
     step_fraction: tuple[float, float] = (0.0, 1.0)
     source: str = "plain mean over all steps, layers and heads"
+    norm: str = "global"
+    threshold: float | None = None
 
     def steps(self, steps: list[int], num_steps: int) -> list[int]:
         """The finished steps inside ``step_fraction`` of a ``num_steps`` run (at least the last one)."""
@@ -59,7 +63,8 @@ def load_preset(path: str | Path) -> Preset:
     estimator = data.get("base", data["estimator"]) if data["estimator"] == "best-layers" else data["estimator"]
     return Preset(estimator=estimator, layers=tuple(data["layers"]) if data.get("layers") else None,
                   step_fraction=tuple(data.get("step_fraction", (0.0, 1.0))),
-                  source=data.get("source", f"measured by attnscope eval ({path})"))
+                  source=data.get("source", f"measured by attnscope eval ({path})"),
+                  norm=data.get("norm", "global"), threshold=data.get("threshold"))
 
 
 def save_preset(result: dict, path: str | Path) -> Path:
@@ -68,10 +73,14 @@ def save_preset(result: dict, path: str | Path) -> Path:
     estimator = rec["base"] if rec["estimator"] == "best-layers" else rec["estimator"]
     lo, hi = rec["step_fraction"]
     layers = "all layers" if rec["layers"] is None else f"layers {rec['layers']}"
+    metric = rec.get("metric", "miou")
+    norm = rec.get("norm", "global")
+    how = "normalized per frame" if norm == "frame" else "normalized over the video"
     source = (f"attnscope eval on {result['settings']['prompts']} held-out prompts: {estimator} over {layers}, "
-              f"steps {lo:.2f}-{hi:.2f} of the denoising (mIoU {scores[rec['estimator']]['miou']:.2f}"
-              f" vs {scores['raw']['miou']:.2f} for the plain raw mean)")
-    data = {"estimator": estimator, "layers": rec["layers"], "step_fraction": [lo, hi], "source": source}
+              f"steps {lo:.2f}-{hi:.2f} of the denoising, {how} (mIoU {scores[rec['estimator']][metric]:.2f}"
+              f" vs {scores['raw'][metric]:.2f} for the plain raw mean)")
+    data = {"estimator": estimator, "layers": rec["layers"], "step_fraction": [lo, hi], "norm": norm,
+            "threshold": rec.get("threshold"), "source": source}
     Path(path).write_text(json.dumps(data, indent=1) + "\n")
     return Path(path)
 
