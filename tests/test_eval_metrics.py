@@ -7,7 +7,15 @@ import pytest
 
 from attnscope.eval import estimators as est
 from attnscope.eval.evaluate import Sample, choose_best_layers, evaluate, paired_vs
-from attnscope.eval.metrics import THRESHOLDS, iou, iou_curve, latent_mask, normalize, pixel_heat, thresholded_iou
+from attnscope.eval.metrics import (
+    THRESHOLDS,
+    iou,
+    iou_curve,
+    latent_mask,
+    normalize,
+    pixel_heat,
+    thresholded_iou,
+)
 from attnscope.store import RunWriter, open_run
 
 
