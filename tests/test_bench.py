@@ -21,11 +21,22 @@ def test_capture_bench_reports_side_by_side_and_identical_output():
     assert abs(result["ratio_forward"] - expected) < 1e-12
 
 
+def test_capture_bench_self_prop_mode_is_timed_beside_and_identical():
+    result = run_capture_bench("tiny", device="cpu", repeats=1, naive=False, self_prop=True)
+    assert result["self_prop_identical"] is True and result["output_identical"] is True
+    assert {"self_prop", "self_prop_uncond"} <= set(result["median_s"])
+    med = result["median_s"]
+    assert result["ratio_self_prop_forward"] == med["self_prop"] / med["stock"] - 1
+    err = result["self_prop_half_error"]
+    assert 0 <= err["max_abs"] < 1e-3 * 10 and err["mean_value"] > 0
+
+
 def test_e2e_bench_tiny_pipeline_identical():
-    result = run_e2e_bench("tiny", repeats=1, device="cpu")
-    assert result["output_identical"] is True
+    result = run_e2e_bench("tiny", repeats=1, device="cpu", self_prop=True)
+    assert result["output_identical"] is True  # with self-prop too
     assert result["store_bytes_on_disk"] > 0
     assert result["median_s"]["stock"] > 0 and result["median_s"]["attnscope"] > 0
+    assert set(result["ratios"]) == {"attnscope", "attnscope_self_prop"}
 
 
 def test_padding_collapse_equals_full_softmax():

@@ -89,3 +89,17 @@ def test_propagate_in_query_blocks_equals_one_block(monkeypatch):
     whole = propagate(q, k, maps)
     monkeypatch.setattr(selfattn, "BLOCK_ELEMENTS", 7 * 50 * 2)  # blocks of 7 queries, the last one short
     torch.testing.assert_close(propagate(q, k, maps), whole)
+
+
+def test_half_precision_path_matches_float32():
+    """The CUDA path (float16 fused attention, D map columns per call, zero-padded) on the CPU: same maps to
+    float16 precision, with more columns than one call takes and a last call that needs padding."""
+    g = torch.Generator().manual_seed(2)
+    s, h1, d, h2, w = 96, 2, 8, 3, 5  # 15 map columns: calls of 8 and 7 (padded to 8)
+    q = torch.randn(s, h1, d, generator=g).to(torch.bfloat16)
+    k = torch.randn(s, h1, d, generator=g).to(torch.bfloat16)
+    maps = torch.rand(h2, w, s, generator=g)
+    exact = propagate(q, k, maps, half=False)
+    fast = propagate(q, k, maps, half=True)
+    assert fast.dtype == torch.float32 and fast.shape == exact.shape == (h2, w, s)
+    torch.testing.assert_close(fast, exact, rtol=5e-3, atol=1e-3)

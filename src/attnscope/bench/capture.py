@@ -106,20 +106,27 @@ def _forward(transformer, inputs: Inputs, branch: str, step: int, n_steps: int):
 
 def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, repeats: int = 5, warmup: int = 1,
                       n_words: int = 8, naive: bool = True, frames: int | None = None, height: int | None = None,
-                      width: int | None = None, store_dir: str | None = None, writer: str = "auto") -> dict:
-    """Median per-forward times of stock / attnscope / naive, interleaved; ratios, memory and bytes."""
+                      width: int | None = None, store_dir: str | None = None, writer: str = "auto",
+                      self_prop: bool = False) -> dict:
+    """Median per-forward times of stock / attnscope / naive, interleaved; ratios, memory and bytes.
+
+    ``self_prop`` adds a mode capturing the self-attention-propagated maps too (``trace(self_prop=True)``), and
+    the half-precision propagation's error against the float32 one on this config's shapes.
+    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     transformer, inputs = build(config, device, dtype, frames, height, width, n_words)
     n_steps = warmup + repeats
-    times: dict[str, list[float]] = {"stock": [], "stock_uncond": [], "attnscope": [], "attnscope_uncond": [],
-                                     "naive": []}
+    names = ["stock", "stock_uncond", "attnscope", "attnscope_uncond", "naive"]
+    times: dict[str, list[float]] = {name: [] for name in names + (["self_prop", "self_prop_uncond"] if self_prop else [])}
     peak: dict[str, int] = {}
     root = Path(store_dir or tempfile.mkdtemp(prefix="attnscope-bench-"))
     pipe = BenchPipe(transformer)
     tr = Trace(pipe, store=root / f"{config}-store", overwrite=True, writer=writer)
     tr.set_words(inputs.words, inputs.prompt_tokens)
-    stock_out = capture_out = None
+    tr_sp = Trace(pipe, store=root / f"{config}-store-self-prop", overwrite=True, writer=writer, self_prop=True)
+    tr_sp.set_words(inputs.words, inputs.prompt_tokens)
+    stock_out = capture_out = sp_out = None
 
     def timed(mode: str, fn, i: int):
         if device.startswith("cuda"):
@@ -150,6 +157,15 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         finally:
             tr._uninstall()
 
+    def self_prop_mode(i: int) -> None:
+        nonlocal sp_out
+        tr_sp._install()
+        try:
+            sp_out = timed("self_prop", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
+            timed("self_prop_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
+        finally:
+            tr_sp._uninstall()
+
     def naive_mode(i: int) -> None:
         procs = _install_naive(transformer)
         try:
@@ -157,7 +173,7 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         finally:
             _remove_naive(transformer, procs)
 
-    modes = [stock, capture] + ([naive_mode] if naive else [])
+    modes = [stock, capture] + ([self_prop_mode] if self_prop else []) + ([naive_mode] if naive else [])
     with torch.no_grad():
         for i in range(n_steps):
             # rotate the order every repeat so no mode always runs first (clocks, caches, allocator state)
@@ -167,6 +183,7 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         writer = tr.writer
         tr._finish()
         drain = time.perf_counter() - t0
+        tr_sp._finish()
     identical = bool(torch.equal(stock_out, capture_out))
     med = {k: statistics.median(v) for k, v in times.items() if v}
     store = root / f"{config}-store" / "maps.zarr"
@@ -187,7 +204,30 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         "write_throughput_MBps": writer.bytes_written / max(writer.busy_seconds, 1e-9) / 1e6,
         "writer_drain_s": drain, "output_identical": identical, "writer": type(writer).__name__,
     }
+    if self_prop:
+        result.update(
+            ratio_self_prop_forward=med["self_prop"] / med["stock"] - 1.0,
+            ratio_self_prop_cfg_step=(med["self_prop"] + med["self_prop_uncond"]) / (med["stock"] + med["stock_uncond"]) - 1,
+            self_prop_identical=bool(torch.equal(stock_out, sp_out)),
+            self_prop_half_error=_half_error(transformer, inputs, n_words, device, dtype))
     return result
+
+
+def _half_error(transformer, inputs: Inputs, n_words: int, device: str, dtype: torch.dtype) -> dict:
+    """Largest absolute and relative differences of the half-precision propagation from the float32 one, on
+    random query/key of this config's shape (unit-RMS, as after Wan's RMSNorm) and random maps."""
+    from ..capture.selfattn import propagate
+
+    heads = transformer.config.num_attention_heads
+    d = transformer.config.attention_head_dim
+    g = torch.Generator(device=device).manual_seed(0)
+    q, k = (torch.randn(inputs.tokens, heads, d, generator=g, device=device).to(dtype) for _ in range(2))
+    maps = torch.rand(heads, n_words, inputs.tokens, generator=g, device=device) * 0.1
+    exact = propagate(q, k, maps, half=False)
+    fast = propagate(q, k, maps, half=True)
+    diff = (fast - exact).abs()
+    return {"max_abs": float(diff.max()), "max_rel": float((diff / exact.abs().clamp_min(1e-6)).max()),
+            "mean_value": float(exact.mean())}
 
 
 def _install_naive(transformer):
@@ -215,6 +255,9 @@ def table(result: dict) -> str:
         f"| attnscope CFG step (cond+uncond) | {(med['attnscope'] + med['attnscope_uncond']) * 1e3:.1f} ms | "
         f"{result['ratio_cfg_step'] * 100:+.2f} % |",
     ]
+    if result.get("ratio_self_prop_forward") is not None:
+        rows.append(f"| attnscope + self-prop CFG step | {(med['self_prop'] + med['self_prop_uncond']) * 1e3:.1f} ms | "
+                    f"{result['ratio_self_prop_cfg_step'] * 100:+.2f} % |")
     if result.get("ratio_naive_forward") is not None:
         rows.append(f"| naive full probabilities → host | {med['naive'] * 1e3:.1f} ms | "
                     f"{result['ratio_naive_forward'] * 100:+.1f} % |")

@@ -19,6 +19,7 @@ def capture_command(
     frames: int = typer.Option(None), height: int = typer.Option(None), width: int = typer.Option(None),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
     writer: str = typer.Option("auto", help="Store writer: auto (the thread writer), thread, process, inline."),
+    self_prop: bool = typer.Option(False, help="Also time capture with the self-attention-propagated maps."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """One transformer forward: stock vs attnscope capture vs naive, random full-size weights.
@@ -32,7 +33,7 @@ def capture_command(
     if config not in CONFIGS:
         raise AttnscopeError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
     result = run_capture_bench(config, device=device, repeats=repeats, n_words=words, naive=naive,
-                               frames=frames, height=height, width=width, writer=writer)
+                               frames=frames, height=height, width=width, writer=writer, self_prop=self_prop)
     typer.echo(table(result))
     typer.echo(f"output identical to stock: {result['output_identical']}; writer: {result['writer']}")
     if json_out:
@@ -47,16 +48,18 @@ def e2e_command(
     device: str = typer.Option(None, help="cuda or cpu."),
     writer: str = typer.Option("auto", help="Store writer(s), comma-separated, timed side by side: auto (the "
                                "thread writer), thread, process, inline. Example: --writer thread,inline"),
+    self_prop: bool = typer.Option(False, help="Also time capture with --self-prop (the maps propagated "
+                                   "through each block's self-attention), side by side."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.
 
-    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,process
+    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,process --self-prop
     """
     from .e2e import run_e2e_bench
 
     result = run_e2e_bench(model, steps=steps, repeats=repeats, device=device,
-                           writers=tuple(w.strip() for w in writer.split(",")))
+                           writers=tuple(w.strip() for w in writer.split(",")), self_prop=self_prop)
     med = result["median_s"]
     captures = ", ".join(f"{m} {med[m]:.3f} s ({result['ratios'][m] * 100:+.1f} % wall, "
                          f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time)" for m in result["ratios"])

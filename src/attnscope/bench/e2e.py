@@ -45,13 +45,17 @@ def _full_size_pipeline(config: str, device: str):
 
 def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3, n_words: int = 8,
                   device: str | None = None, frames: int | None = None, height: int | None = None,
-                  width: int | None = None, writers: tuple[str, ...] = ("auto",)) -> dict:
+                  width: int | None = None, writers: tuple[str, ...] = ("auto",), self_prop: bool = False) -> dict:
     """Median wall time of a generation with and without capture; the store's size on disk.
 
     ``writers`` lists the writer modes to time side by side ("auto", "thread", "process", "inline"): mode "auto" is
     reported as "attnscope", the others as "attnscope_<mode>"; ``ratio`` and ``cpu_ratio`` are the first's.
+    ``self_prop`` adds a mode "attnscope_self_prop": the first writer, also capturing the maps propagated through
+    each block's self-attention.
     """
-    captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): w for w in writers}
+    captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): (w, False) for w in writers}
+    if self_prop:
+        captures["attnscope_self_prop"] = (writers[0], True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = Path(tempfile.mkdtemp(prefix="attnscope-e2e-"))
     if model in CONFIGS:
@@ -87,7 +91,8 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             if mode == "stock":
                 out = pipe(generator=generator, **kwargs).frames
             else:
-                tr = Trace(pipe, words=None, store=store, writer=captures[mode])
+                writer, propagate = captures[mode]
+                tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate)
                 with tr:
                     if words is not None:
                         tr.set_words(words, prompt_tokens)

@@ -82,23 +82,50 @@ class SelfAttentionGrab:
             handle.remove()
 
 
-def propagate(query: torch.Tensor, key: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+def propagate(query: torch.Tensor, key: torch.Tensor, maps: torch.Tensor, half: bool | None = None) -> torch.Tensor:
     """Ā·m per cross-attention head and word: maps [H2, W, S] through the head-mean self-attention of
     query/key [S, H1, D] -> [H2, W, S] float32.
 
     Self-attention heads and cross-attention heads are different heads, so every cross head's map goes through
     the mean of all self-attention heads: (1/H1) Σ_h softmax(q_h k_hᵀ/√d) m. Each row of Ā sums to 1, so a map
     of probabilities stays one (a constant map is a fixed point).
+
+    ``half`` (default: on CUDA with 16-bit activations) runs it in float16 on the fused attention kernels, D map
+    columns per call: the query and key are the model's own bf16/fp16 values (exact in float16), the kernel
+    accumulates in float32, and the maps — probabilities in [0, 1] — keep float16's precision, which is the
+    store's. Otherwise float32 throughout, over query blocks (the CPU path, which the tests check exactly).
     """
+    if half is None:
+        half = query.is_cuda and query.dtype in (torch.bfloat16, torch.float16)
+    values = maps.float().flatten(0, 1).T  # [S, H2·W]
+    out = _propagate_half(query, key, values) if half else _propagate_float(query, key, values)
+    return out.T.unflatten(0, maps.shape[:2])
+
+
+def _propagate_float(query: torch.Tensor, key: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """values [S, C] -> Ā·values [S, C] float32, queries in blocks so a math kernel's logits stay bounded."""
     s, h1, _ = query.shape
-    h2, n_words, _ = maps.shape
     q = query.transpose(0, 1).unsqueeze(0).float()  # [1, H1, S, D]
     k = key.transpose(0, 1).unsqueeze(0).float()
-    values = maps.float().flatten(0, 1).T  # [S, H2·W]
-    v = values.unsqueeze(0).unsqueeze(0).expand(1, h1, s, h2 * n_words).contiguous()  # [1, H1, S, H2·W]
+    v = values.unsqueeze(0).unsqueeze(0).expand(1, h1, *values.shape).contiguous()  # [1, H1, S, C]
     block = max(1, BLOCK_ELEMENTS // (s * h1))
-    out = values.new_empty((s, h2 * n_words))
+    out = values.new_empty(values.shape)
     for start in range(0, s, block):
         rows = slice(start, start + block)
-        out[rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v)[0].mean(0)  # [b, H2·W]
-    return out.T.unflatten(0, (h2, n_words))
+        out[rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v)[0].mean(0)  # [b, C]
+    return out
+
+
+def _propagate_half(query: torch.Tensor, key: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """values [S, C] -> Ā·values [S, C] float32 through float16 fused attention, D columns per call (the fused
+    kernels want the value width to equal the query's head width)."""
+    s, h1, d = query.shape
+    q = query.transpose(0, 1).unsqueeze(0).to(torch.float16)  # [1, H1, S, D]
+    k = key.transpose(0, 1).unsqueeze(0).to(torch.float16)
+    out = values.new_empty(values.shape)
+    for start in range(0, values.shape[1], d):
+        n = min(d, values.shape[1] - start)
+        v = F.pad(values[:, start:start + n], (0, d - n)).to(torch.float16)  # [S, D]
+        v = v.unsqueeze(0).unsqueeze(0).expand(1, h1, s, d).contiguous()  # [1, H1, S, D]
+        out[:, start:start + n] = F.scaled_dot_product_attention(q, k, v)[0].float().mean(0)[:, :n]
+    return out
