@@ -88,6 +88,7 @@ def test_propagate_in_query_blocks_equals_one_block(monkeypatch):
     q, k, maps = torch.randn(50, 2, 8, generator=g), torch.randn(50, 2, 8, generator=g), torch.rand(3, 2, 50)
     whole = propagate(q, k, maps)
     monkeypatch.setattr(selfattn, "BLOCK_ELEMENTS", 7 * 50 * 2)  # blocks of 7 queries, the last one short
+    monkeypatch.setattr(selfattn, "MIN_BLOCK", 1)
     torch.testing.assert_close(propagate(q, k, maps), whole)
 
 
