@@ -18,7 +18,7 @@ install: $(BIN)/attnscope
 
 demo: install
 	$(BIN)/attnscope generate "a white triangle moving left and a green square moving up" -w triangle -w square \
-	  --seed 0 --out runs/demo --overwrite --value-norm
+	  --seed 0 --out runs/demo --overwrite --self-prop
 	$(BIN)/attnscope render runs/demo -w triangle
 	$(BIN)/attnscope render runs/demo -w triangle -w square --kind segmentation
 
