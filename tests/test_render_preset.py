@@ -84,3 +84,20 @@ def test_render_defaults_to_the_recommended_aggregation(measured, tmp_path):
 def test_value_norm_estimator_needs_a_run_that_captured_it(measured):
     with pytest.raises(SelectionError, match="--value-norm"):
         select(measured, "circle", estimator="value-norm")
+
+
+def test_segmentation_cuts_at_the_preset_threshold_in_its_normalization(measured, tmp_path):
+    """The preset measured its view at a cut of 0.75 (per frame): the segmentation's default, not 0.3."""
+    default = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "d.png")))
+    at_075 = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "a.png",
+                                          threshold=0.75)))
+    at_03 = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "b.png",
+                                         threshold=0.3)))
+    np.testing.assert_array_equal(default, at_075)
+    assert np.abs(default.astype(int) - at_03.astype(int)).max() > 0
+    # another normalization than the preset's was not measured: back to 0.3
+    glob = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "g.png",
+                                        norm="global")))
+    glob_03 = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "h.png",
+                                           norm="global", threshold=0.3)))
+    np.testing.assert_array_equal(glob, glob_03)

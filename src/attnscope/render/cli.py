@@ -37,7 +37,9 @@ def render_command(
                                "never measured) or none (plain raw mean over everything)."),
     frames_in_steps: bool = typer.Option(False, "--frames-in-steps", help="Timeline: play every video frame "
                                          "within each step instead of holding one frame."),
-    threshold: float = typer.Option(0.3, help="Segmentation: normalized attention below this is left clear."),
+    threshold: float = typer.Option(None, help="Segmentation: normalized attention below this is left clear. "
+                                    "Default: the cut the eval measured for the preset's view (0.80 for the toy "
+                                    "model), else 0.3."),
     frame: int = typer.Option(None, help="Pixel frame for .png stills, grids and the timeline (default: the "
                               "middle one)."),
     time: str = typer.Option("hold", help="Latent to pixel frames: hold (each latent frame on the 4 pixel "

@@ -45,7 +45,7 @@ def default_output(run: Run, words: Sequence[str], kind: str) -> Path:
 def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overlay", *, step: Spec = None,
            layer: Spec = None, head: Spec = "mean", out: str | Path | None = None, alpha: float = 0.6,
            cmap: str = "inferno", norm: str | None = None, clip: float | None = None, estimator: str | None = None,
-           preset: str = "recommended", frames_in_steps: bool = False, threshold: float = 0.3,
+           preset: str = "recommended", frames_in_steps: bool = False, threshold: float | None = None,
            frame: int | None = None, time: str = "hold", progress: bool = False, device=None) -> Path:
     """Render ``kind`` for ``word`` and write it; returns the path written.
 
@@ -53,8 +53,9 @@ def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overla
     ``attnscope eval`` measured best for the run's model (see :mod:`attnscope.render.preset`), ``none`` the
     plain mean over everything. ``norm`` left as None is the preset's too (the toy model's: per frame, the
     normalization its maps were measured with), except for the timeline, which keeps one range over all its steps
-    (``global``) so that a word's strength is comparable across the denoising. The timeline shows every step
-    unless ``step`` says otherwise.
+    (``global``) so that a word's strength is comparable across the denoising. The segmentation's ``threshold``
+    left as None is the preset's measured cut when its normalization is in use, else 0.3. The timeline shows
+    every step unless ``step`` says otherwise.
     ``out`` ending in ``.png`` writes one frame (``frame``, default the middle one) instead of a video; for the
     timeline, a strip of up to six evenly spaced steps.
     Segmentation and grid accept several words; the other kinds take the first word and reject more.
@@ -65,6 +66,8 @@ def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overla
     step, layer, estimator = chosen["step"], chosen["layer"], chosen["estimator"]
     if norm is None:
         norm = "global" if kind == "timeline" else defaults.norm
+    if threshold is None:  # the segmentation's cut: the one the eval measured with this view, else 0.3
+        threshold = defaults.threshold if defaults.threshold is not None and norm == defaults.norm else 0.3
     if kind not in KINDS:
         raise SelectionError(f"unknown --kind '{kind}'; choose one of {', '.join(KINDS)}")
     if time not in TIME_MODES:
