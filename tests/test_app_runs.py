@@ -120,7 +120,7 @@ def test_opening_a_run_of_a_measured_model_shows_its_recommended_view(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / PRESET_FILE).write_text(json.dumps({"estimator": "renorm", "layers": [1, 2],
-                                                 "step_fraction": [0.5, 1.0], "norm": "frame",
+                                                 "step_fraction": [0.5, 1.0], "norm": "frame", "threshold": 0.75,
                                                  "source": "measured here"}))
     runs = tmp_path / "runs"
     for name, model_id in (("measured", str(model)), ("plain", "nowhere")):
@@ -130,7 +130,7 @@ def test_opening_a_run_of_a_measured_model_shows_its_recommended_view(tmp_path):
         (path / "meta.json").write_text(json.dumps(meta))
     h = Handlers(Viewer(runs))
     opened = h.open("measured")
-    assert opened[-1] == "" and tuple(opened[-7:-1]) == (True, "4-7", True, "1, 2", "renorm", "frame")
+    assert opened[-1] == "" and tuple(opened[-8:-1]) == (True, "4-7", True, "1, 2", "renorm", "frame", 0.75)
     assert "recommended view: measured here" in opened[7]
     controls = list(CONTROLS)
     controls[1:7] = [0, True, "4-7", 0, True, "1, 2"]
@@ -140,7 +140,7 @@ def test_opening_a_run_of_a_measured_model_shows_its_recommended_view(tmp_path):
     default, _, _ = h.still("measured", *CONTROLS)
     assert np.abs(image.astype(int) - default.astype(int)).max() > 0, "the recommended view is a different map"
     plain = h.open("plain")
-    assert plain[-1] == "" and tuple(plain[-7:-1]) == (False, "", False, "", "raw", "global")
+    assert plain[-1] == "" and tuple(plain[-8:-1]) == (False, "", False, "", "raw", "global", 0.3)
     assert "recommended" not in plain[7]
 
 

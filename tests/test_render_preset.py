@@ -84,6 +84,8 @@ def test_render_defaults_to_the_recommended_aggregation(measured, tmp_path):
 def test_value_norm_estimator_needs_a_run_that_captured_it(measured):
     with pytest.raises(SelectionError, match="--value-norm"):
         select(measured, "circle", estimator="value-norm")
+    with pytest.raises(SelectionError, match="no self_prop array; generate with --self-prop"):
+        select(measured, "circle", estimator="self-prop")
 
 
 def test_segmentation_cuts_at_the_preset_threshold_in_its_normalization(measured, tmp_path):

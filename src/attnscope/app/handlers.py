@@ -76,19 +76,23 @@ def guarded(n_outputs: int) -> Callable:
     return wrap
 
 
-def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str, str], str]:
-    """(step_mean, step_range, layer_mean, layer_range, estimator, norm) for the run's model's recommended view,
-    and a line saying where it comes from; a model nobody measured gets the plain defaults (last step, middle
-    layer, global normalization)."""
+SEGMENT_THRESHOLD = 0.3  # the segmentation's cut for models without a measured one
+
+
+def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str, str, float], str]:
+    """(step_mean, step_range, layer_mean, layer_range, estimator, norm, segmentation threshold) for the run's
+    model's recommended view, and a line saying where it comes from; a model nobody measured gets the plain
+    defaults (last step, middle layer, global normalization, threshold 0.3)."""
     preset = recommended(run)
     if preset is NO_PRESET:
-        return (False, "", False, "", "raw", "global"), ""
+        return (False, "", False, "", "raw", "global", SEGMENT_THRESHOLD), ""
     sel = preset.selection(run)
 
     def span(value) -> str:
         return "" if isinstance(value, str) else describe(value)
 
-    view = (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"], preset.norm)
+    cut = preset.threshold if preset.threshold is not None else SEGMENT_THRESHOLD
+    view = (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"], preset.norm, cut)
     return view, f" · recommended view: {preset.source}"
 
 
@@ -151,7 +155,7 @@ class Handlers:
                 info, meta_table(run.meta), baseline, *view, "",
             )
         except Exception as exc:  # shown as a card; the controls keep their state
-            return (*([gr.skip()] * 16), failure(exc, rel))
+            return (*([gr.skip()] * 17), failure(exc, rel))
 
     # Explore
     def still(self, rel: str, *values: Any) -> tuple:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..render import NORM_MODES
 from ..render.selection import ESTIMATORS
-from .handlers import COLORMAPS, Handlers
+from .handlers import COLORMAPS, SEGMENT_THRESHOLD, Handlers
 from .session import Viewer
 
 LIVE = dict(trigger_mode="always_last", show_progress="hidden")
@@ -83,7 +83,8 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
                 timeline_btn = gr.Button("Render timeline")
                 timeline = gr.Video(label="timeline", interactive=False, autoplay=True, loop=True)
             with gr.Tab("Segmentation", id="segmentation"):
-                threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="clear below (normalized)")
+                threshold = gr.Slider(0, 1, value=SEGMENT_THRESHOLD, step=0.05, label="clear below (normalized)",
+                                      info="a run of a measured model opens at the cut its eval chose")
                 seg_btn = gr.Button("Segment current frame")
                 seg = gr.Image(label="which word owns each pixel", type="numpy", interactive=False)
             with gr.Tab("Grid", id="grid"):
@@ -112,7 +113,7 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
         opened = run.change(h.open, [run], [ctl["word"], ctl["step"], ctl["layer"], ctl["head"], ctl["frame"],
                                             cmp_frame, original, info, meta, baseline, ctl["step_mean"],
                                             ctl["step_range"], ctl["layer_mean"], ctl["layer_range"],
-                                            ctl["estimator"], ctl["norm"], status], api_name="open")
+                                            ctl["estimator"], ctl["norm"], threshold, status], api_name="open")
         opened.then(h.live_still, [run, *inputs], [still, caption, status], **LIVE, api_name=False)
         for comp in inputs:
             comp.change(h.live_still, [run, *inputs], [still, caption, status], **LIVE,
