@@ -126,7 +126,8 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
     tr.set_words(inputs.words, inputs.prompt_tokens)
     tr_sp = Trace(pipe, store=root / f"{config}-store-self-prop", overwrite=True, writer=writer, self_prop=True)
     tr_sp.set_words(inputs.words, inputs.prompt_tokens)
-    stock_out = capture_out = sp_out = None
+    stock_out = None
+    outputs: dict[str, torch.Tensor] = {}
 
     def timed(mode: str, fn, i: int):
         if device.startswith("cuda"):
@@ -148,23 +149,17 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         stock_out = timed("stock", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
         timed("stock_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
 
-    def capture(i: int) -> None:
-        nonlocal capture_out
-        tr._install()
-        try:
-            capture_out = timed("attnscope", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
-            timed("attnscope_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
-        finally:
-            tr._uninstall()
+    def traced(trace: Trace, mode: str):
+        """A mode running the CFG pair with ``trace`` installed; its cond output is kept for the identity check."""
+        def run(i: int) -> None:
+            trace._install()
+            try:
+                outputs[mode] = timed(mode, lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
+                timed(f"{mode}_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
+            finally:
+                trace._uninstall()
 
-    def self_prop_mode(i: int) -> None:
-        nonlocal sp_out
-        tr_sp._install()
-        try:
-            sp_out = timed("self_prop", lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
-            timed("self_prop_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
-        finally:
-            tr_sp._uninstall()
+        return run
 
     def naive_mode(i: int) -> None:
         procs = _install_naive(transformer)
@@ -173,7 +168,8 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         finally:
             _remove_naive(transformer, procs)
 
-    modes = [stock, capture] + ([self_prop_mode] if self_prop else []) + ([naive_mode] if naive else [])
+    modes = ([stock, traced(tr, "attnscope")] + ([traced(tr_sp, "self_prop")] if self_prop else [])
+             + ([naive_mode] if naive else []))
     with torch.no_grad():
         for i in range(n_steps):
             # rotate the order every repeat so no mode always runs first (clocks, caches, allocator state)
@@ -184,7 +180,7 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         tr._finish()
         drain = time.perf_counter() - t0
         tr_sp._finish()
-    identical = bool(torch.equal(stock_out, capture_out))
+    identical = bool(torch.equal(stock_out, outputs["attnscope"]))
     med = {k: statistics.median(v) for k, v in times.items() if v}
     store = root / f"{config}-store" / "maps.zarr"
     written = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
@@ -208,7 +204,7 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
         result.update(
             ratio_self_prop_forward=med["self_prop"] / med["stock"] - 1.0,
             ratio_self_prop_cfg_step=(med["self_prop"] + med["self_prop_uncond"]) / (med["stock"] + med["stock_uncond"]) - 1,
-            self_prop_identical=bool(torch.equal(stock_out, sp_out)),
+            self_prop_identical=bool(torch.equal(stock_out, outputs["self_prop"])),
             self_prop_half_error=_half_error(transformer, inputs, n_words, device, dtype))
     return result
 
