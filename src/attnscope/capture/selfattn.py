@@ -8,9 +8,9 @@ segmentation from diffusion models uses (e.g. DiffSegmenter, Wang et al. 2023).
 
 The self-attention of ``blocks[i].attn1`` runs before the block's cross-attention, so a thin wrapper around
 attn1's *stock* processor keeps the exact rotated query and key it used (the video is unchanged), and the
-cross-attention capture of the same block and forward propagates its maps through them. Ā·m is computed with
-``scaled_dot_product_attention`` over query blocks, with the maps as values: the S×S attention matrix is never
-stored.
+cross-attention capture of the same block and forward propagates its maps through them. On a GPU Ā·m is
+fused ``scaled_dot_product_attention`` with the maps as values (the S×S matrix is never formed); on the CPU the
+head-mean Ā is formed in small query blocks.
 """
 
 from __future__ import annotations
@@ -108,9 +108,9 @@ def propagate(query: torch.Tensor, key: torch.Tensor, maps: torch.Tensor, half: 
 def _propagate_float(query: torch.Tensor, key: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """values [S, C] -> Ā·values [S, C] float32, over query blocks.
 
-    Ā itself is formed (block by block): averaging the heads' softmax first makes the product with the C map
-    columns one [b, S] @ [S, C] instead of one per head, about 3× less work on the toy model's CPU run than a
-    fused attention call per head with the maps as values.
+    Ā itself is formed, block by block: averaging the heads' softmax first makes the product with the C map
+    columns one [b, S] @ [S, C] instead of one per head (on the toy model's CPU run faster than a fused attention
+    call with the maps as values: 43 against 63 ms per layer, both in one block).
     """
     s, h1, d = query.shape
     q = query.transpose(0, 1).float()  # [H1, S, D]
