@@ -103,3 +103,9 @@ def test_segmentation_cuts_at_the_preset_threshold_in_its_normalization(measured
     glob_03 = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "h.png",
                                            norm="global", threshold=0.3)))
     np.testing.assert_array_equal(glob, glob_03)
+    # nor was another estimator (a run without the preset's array falls back to raw): 0.3 too
+    raw = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "r.png",
+                                       estimator="raw")))
+    raw_03 = np.asarray(Image.open(render(measured, ["circle", "square"], "segmentation", out=tmp_path / "s.png",
+                                          estimator="raw", threshold=0.3)))
+    np.testing.assert_array_equal(raw, raw_03)

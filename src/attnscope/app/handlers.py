@@ -91,7 +91,9 @@ def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str, str, flo
     def span(value) -> str:
         return "" if isinstance(value, str) else describe(value)
 
-    cut = preset.threshold if preset.threshold is not None else SEGMENT_THRESHOLD
+    # the measured cut belongs to the preset's estimator: a run that falls back to raw keeps the plain one
+    measured = preset.threshold is not None and sel["estimator"] == preset.estimator
+    cut = preset.threshold if measured else SEGMENT_THRESHOLD
     view = (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"], preset.norm, cut)
     return view, f" · recommended view: {preset.source}"
 

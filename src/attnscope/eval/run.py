@@ -91,8 +91,7 @@ def collect(model: str = "toy", n_prompts: int = 30, seed: int = 0, workdir: str
             run = previous
         else:
             run = generate(pipe, text, out, words=words, seed=i, value_norm=True, self_prop=True, previews=False,
-                           overwrite=True,
-                           quiet=True, num_inference_steps=steps, meta={"eval": made})
+                           overwrite=True, quiet=True, num_inference_steps=steps, meta={"eval": made})
         video = read_mp4(run.video_path)
         found = colour_masks(detect_objects(video))
         split = "select" if (i // 2) % 2 == 0 else "test"

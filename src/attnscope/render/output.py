@@ -54,7 +54,7 @@ def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overla
     plain mean over everything. ``norm`` left as None is the preset's too (the toy model's: per frame, the
     normalization its maps were measured with), except for the timeline, which keeps one range over all its steps
     (``global``) so that a word's strength is comparable across the denoising. The segmentation's ``threshold``
-    left as None is the preset's measured cut when its normalization is in use, else 0.3. The timeline shows
+    left as None is the preset's measured cut when its estimator and normalization are in use, else 0.3. The timeline shows
     every step unless ``step`` says otherwise.
     ``out`` ending in ``.png`` writes one frame (``frame``, default the middle one) instead of a video; for the
     timeline, a strip of up to six evenly spaced steps.
@@ -66,8 +66,9 @@ def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overla
     step, layer, estimator = chosen["step"], chosen["layer"], chosen["estimator"]
     if norm is None:
         norm = "global" if kind == "timeline" else defaults.norm
-    if threshold is None:  # the segmentation's cut: the one the eval measured with this view, else 0.3
-        threshold = defaults.threshold if defaults.threshold is not None and norm == defaults.norm else 0.3
+    measured = (defaults.threshold is not None and norm == defaults.norm and estimator == defaults.estimator)
+    if threshold is None:  # the segmentation's cut: the one the eval measured for this very view, else 0.3
+        threshold = defaults.threshold if measured else 0.3
     if kind not in KINDS:
         raise SelectionError(f"unknown --kind '{kind}'; choose one of {', '.join(KINDS)}")
     if time not in TIME_MODES:
