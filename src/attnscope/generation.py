@@ -51,7 +51,8 @@ def _downscale(frames: np.ndarray, side: int) -> np.ndarray:
 def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = None, seed: int = 0,
              bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
              value_norm: bool = False, self_prop: bool = False, previews: bool | None = None,
-             overwrite: bool = False, quiet: bool = False, meta: dict[str, Any] | None = None, **pipe_kwargs: Any) -> Run:
+             overwrite: bool = False, quiet: bool = False, meta: dict[str, Any] | None = None,
+             **pipe_kwargs: Any) -> Run:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
     Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` decodes the

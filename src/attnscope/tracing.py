@@ -347,16 +347,15 @@ class Trace(AbstractContextManager):
         """The query and key [S, H, D] a block's self-attention used, for its cross-attention's self_prop."""
         self._self_attention[(expert, layer)] = (query, key)
 
-    def _with_self_prop(self, call: CallInfo, maps: torch.Tensor, values: dict | None) -> dict:
+    def _with_self_prop(self, call: CallInfo, maps: torch.Tensor, values: dict | None) -> dict | None:
         """``values`` plus ``self_prop`` (maps [H, W, S] through the block's self-attention) when captured."""
-        values = dict(values or {})
-        if self.spec.self_prop:
-            qk = self._self_attention.pop((call.expert, call.layer), None)
-            if qk is None:
-                raise AttnscopeError(f"layer {call.layer}'s self-attention was not seen before its cross-attention; "
-                                     "self_prop needs Wan's block order (attn1, then attn2)")
-            values[SELF_PROP] = propagate(qk[0], qk[1], maps)
-        return values
+        if not self.spec.self_prop:
+            return values
+        qk = self._self_attention.pop((call.expert, call.layer), None)
+        if qk is None:
+            raise AttnscopeError(f"layer {call.layer}'s self-attention was not seen before its cross-attention; "
+                                 "self_prop needs Wan's block order (attn1, then attn2)")
+        return {**(values or {}), SELF_PROP: propagate(qk[0], qk[1], maps)}
 
     def record_probs(self, call: CallInfo, probs, value, out_weight) -> None:
         """Probabilities a bent call actually used: probs [H, S, L], value [L, H, D]."""

@@ -14,8 +14,8 @@
   of the block whose cross-attention made m): tokens that attend to each other — one object — share their map,
   which fills the ring a shape word leaves on its object's edges. The refinement of training-free segmentation
   from diffusion models (DiffSegmenter); captured exactly during generation with ``self_prop=True``.
-- ``best-layers``: the base estimator (``value-norm`` when captured, else ``raw``) restricted to the layers and
-  steps that localize best, chosen on a separate split.
+- ``best-layers``: the base estimator (by default the one that scores best on the selection split) restricted to
+  the layers and steps that localize best there.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def share(run: Run, word: str, layers=None, steps=None) -> np.ndarray:
 
 
 def _stored(run: Run, estimator: str, word: str, layers, steps) -> np.ndarray:
-    """Mean of the optional Run array an estimator reads (value_norm, value_proj), or a clear error."""
+    """Mean of the optional Run array an estimator reads (value_norm, value_proj, self_prop), or a clear error."""
     missing = missing_source(run, estimator)
     if missing:
         raise ValueError(f"{run.path} has no {missing}; generate with {CAPTURE_FLAG[missing]}")

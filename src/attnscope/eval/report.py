@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 
 def _cut(table_info: dict) -> str:
-    """How a where/when table's maps were cut, for its labels: "mIoU, per-frame norm. @ 0.75"."""
+    """How a where/when table's maps were cut, for its colour bar: "mIoU, per-frame normalization, cut at 0.80"."""
     if table_info.get("norm") == "frame":
         return f"mIoU, per-frame normalization, cut at {table_info['threshold']:.2f}"
     return "mIoU @ 0.4"
@@ -120,8 +120,8 @@ def render_markdown(result: dict) -> str:
         f"attention goes to the real prompt tokens; the rest lands on Wan's zero padding. Dividing it out "
         f"(`renorm`) changes mIoU from {raw['miou']:.2f} (raw) to {est['renorm']['miou']:.2f} at 0.4 "
         f"({raw['miou_frame_best_threshold']:.2f} to {est['renorm']['miou_frame_best_threshold']:.2f} per frame): "
-        "the sink does not blur where a word lands, and renormalizing inflates the background's tiny word "
-        "probabilities.",
+        "renormalizing inflates the background's tiny word probabilities, so here the sink scales how much a "
+        "word is attended more than it moves where.",
         f"- Recommended view (written to `recommended.json` beside this report; copied beside a model's weights, "
         f"it is the default of `attnscope render` and of the viewer for that model's runs): estimator "
         f"`{rec['estimator']}`, {where}, normalized per frame.",

@@ -144,8 +144,9 @@ def select(
     ``estimator="value-norm"`` averages ‖p·v·W_o‖, each word's contribution to the attention output, and
     ``"value-proj"`` that contribution's length along the query's whole attention output (both sharper on the
     toy world; both need a run captured with ``value_norm=True``). ``"self-prop"`` averages the maps propagated
-    through each block's self-attention (a run captured with ``self_prop=True``). ``summary`` loads a word's head-mean summary
-    (the viewer passes a cached one; see :func:`mean_map`); without it the mean is taken over the stored maps.
+    through each block's self-attention (a run captured with ``self_prop=True``). ``summary`` loads a word's
+    head-mean summary (the viewer passes a cached one; see :func:`mean_map`); without it the mean is taken over
+    the stored maps.
     """
     bad_keep = [d for d in keep if d not in AGG_DIMS]
     if bad_keep:
