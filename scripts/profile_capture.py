@@ -40,28 +40,28 @@ def main() -> None:
     with torch.no_grad():
         for step in range(2):  # warm-up: kernels, pinned buffers, the writer
             _forward(transformer, inputs, "cond", step, 10)
-            tr._install()
+            tr.install()
             _forward(transformer, inputs, "cond", step, 10)
-            tr._uninstall()
+            tr.uninstall()
         torch.cuda.synchronize() if device == "cuda" else None
         if args.sync_debug:
             _sync_sites(lambda: _forward(transformer, inputs, "cond", 5, 10), tr)
             return
         for name, captured in (("stock", False), ("capture", True)):
             if captured:
-                tr._install()
+                tr.install()
             with profile(activities=activities) as prof:
                 _forward(transformer, inputs, "cond", 5 if captured else 4, 10)
                 torch.cuda.synchronize() if device == "cuda" else None
             if captured:
-                tr._uninstall()
+                tr.uninstall()
             key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
             text = (f"== {name}: by {key}\n" + prof.key_averages().table(sort_by=key, row_limit=25)
                     + f"\n== {name}: by self_cpu_time_total\n"
                     + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
             print(text)
             (out / f"profile_{name}.txt").write_text(text)
-        tr._finish()
+        tr.finish()
 
 
 def _sync_sites(forward, tr) -> None:
@@ -79,11 +79,11 @@ def _sync_sites(forward, tr) -> None:
 
     warnings.showwarning = show
     warnings.simplefilter("always")
-    tr._install()
+    tr.install()
     torch.cuda.set_sync_debug_mode("warn")
     forward()
     torch.cuda.set_sync_debug_mode(0)
-    tr._uninstall()
+    tr.uninstall()
     for stack, count in sites.most_common(5):
         print(f"== {count} synchronizations from\n{stack}")
     print(f"{sum(sites.values())} synchronizations in one captured forward")

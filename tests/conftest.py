@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import os
-
-import numpy as np
-import pytest
-import torch
+from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# CPU results depend on the thread count (README: Reproducibility): a fixed one, which neither OpenMP nor MKL may
+# lower per call. Set before torch loads MKL.
+os.environ.setdefault("OMP_DYNAMIC", "FALSE")
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(2)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with torch's CPU thread count at ``n`` (what a sweep worker used), then restore it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

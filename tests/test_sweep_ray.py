@@ -16,6 +16,7 @@ import pytest
 import attnscope
 from attnscope.sweep import SweepSpecError, run
 from attnscope.video import read_mp4
+from conftest import torch_threads
 
 ray = pytest.importorskip("ray")
 
@@ -46,6 +47,8 @@ def _mtimes(out: Path, rows) -> dict[str, int]:
 
 
 def test_sweep_runs_equal_direct_generation(swept):
+    """Whichever actor ran a job, and whatever it ran before, the run equals a direct generation in this process
+    at the thread count the actor used (CPU results depend on it; meta.json records it)."""
     out, result = swept
     assert result.counts == {"skipped": 0, "redone": 0, "retried": 0, "new": 4, "complete": 4, "failed": 0}
     assert result.execution.layout.actors == 2
@@ -56,9 +59,11 @@ def test_sweep_runs_equal_direct_generation(swept):
     for row in result.rows:
         swept_run = attnscope.open_run(out / row["path"])
         assert swept_run.complete and swept_run.meta["seed"] == 3 and swept_run.meta["bends"] == (row["bends"] or [])
-        direct = attnscope.generate(pipe, row["prompt"], out.parent / f"direct-{row['name']}", seed=3,
-                                    bends=row["bends"], quiet=True, num_inference_steps=2, num_frames=5,
-                                    height=32, width=32)
+        assert swept_run.meta["runtime"] == {"device": "cpu", "threads": result.execution.layout.threads}
+        with torch_threads(swept_run.meta["runtime"]["threads"]):
+            direct = attnscope.generate(pipe, row["prompt"], out.parent / f"direct-{row['name']}", seed=3,
+                                        bends=row["bends"], quiet=True, num_inference_steps=2, num_frames=5,
+                                        height=32, width=32)
         videos[row["prompt_index"], row["bend_index"]] = read_mp4(swept_run.video_path)
         np.testing.assert_array_equal(videos[row["prompt_index"], row["bend_index"]], read_mp4(direct.video_path))
         np.testing.assert_array_equal(swept_run.maps.values, direct.maps.values)

@@ -11,13 +11,13 @@ import torch
 
 from .errors import RunExistsError
 from .models import wan
+from .models.info import model_info
 from .store import Run, open_run
 from .store.layout import is_run
 from .store.size import check_fits, estimate_store_bytes, human_bytes
 from .tracing import trace
 from .video import write_mp4
 
-FPS = 16
 PREVIEW_SIDE = 160
 
 
@@ -55,7 +55,8 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
              **pipe_kwargs: Any) -> Run:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
-    Unset sizes and steps come from the model's defaults (toy: 256², 17 frames). ``previews`` decodes the
+    Unset sizes and steps come from the model's defaults (:func:`attnscope.models.info.model_info`: toy 256², 17
+    frames; a Wan pipeline you built yourself: its own call signature, 480×832×81). ``previews`` decodes the
     model's x0 estimate at every step for the timeline render; it costs one VAE decode per step, so it defaults
     to on only on a GPU and for videos up to 512 px and 33 frames. ``meta`` adds entries to the run's meta.json
     (e.g. what an experiment needs to recognise its own runs). Returns the Run.
@@ -63,7 +64,8 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     out = Path(out)
     if is_run(out) and not overwrite:
         raise RunExistsError(f"{out} already holds a run; choose another --out or pass --overwrite")
-    options = dict(getattr(pipe, "_attnscope_defaults", {}))
+    info = model_info(pipe)
+    options = dict(info.defaults)
     options.update({k: v for k, v in pipe_kwargs.items() if v is not None})
     frames, height, width = options["num_frames"], options["height"], options["width"]
     grid = wan.geometry(pipe).grid(frames, height, width)
@@ -81,15 +83,14 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
         print(f"attnscope: capturing {n_words} word(s) × {n_steps} steps × {n_layers} layers × {n_heads} heads "
               f"on a {grid[0]}×{grid[1]}×{grid[2]} token grid: store ≤ {human_bytes(needed)} → {out}",
               file=sys.stderr)
-    device = pipe._execution_device
+    device = wan.execution_device(pipe)
     if previews is None:
         previews = device.type == "cuda" and max(height, width) <= 512 and frames <= 33
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
     tr.extra_meta.update(
         seed=seed, negative_prompt=negative_prompt, guidance_scale=options.get("guidance_scale"),
-        pixel={"frames": frames, "height": height, "width": width, "fps": FPS},
-        generate={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
-        model={"id": getattr(pipe, "_attnscope_model", None)}, **(meta or {}))
+        pixel={"frames": frames, "height": height, "width": width, "fps": info.fps},
+        generate={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))}, **(meta or {}))
     call_kwargs = dict(options)
     if negative_prompt is not None:
         call_kwargs["negative_prompt"] = negative_prompt
@@ -100,18 +101,12 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
         return callback_kwargs
 
     tr.keep_x0 = previews
-    with tr:
+    # the global RNG is left as it was: the seed's generator drives the sampling, and nothing a generation
+    # draws elsewhere may shift what the caller (or the next generation) gets
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), tr:
         result = pipe(prompt=clean, generator=generator, output_type="np", callback_on_step_end=on_step_end,
                       **call_kwargs)
-        write_mp4(out / "video.mp4", to_uint8(result.frames[0]), fps=FPS)
-    run = open_run(out)
-    model_meta = dict(run.meta.get("model", {}))
-    model_meta.update(id=getattr(pipe, "_attnscope_model", None), variant=wan.variant(pipe),
-                      config_hash=wan.config_hash(pipe))
-    from .store import write_meta
-
-    run.meta["model"] = model_meta
-    write_meta(out, run.meta)
+        write_mp4(out / "video.mp4", to_uint8(result.frames[0]), fps=info.fps)
     return open_run(out)
 
 

@@ -152,12 +152,12 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
     def traced(trace: Trace, mode: str):
         """A mode running the CFG pair with ``trace`` installed; its cond output is kept for the identity check."""
         def run(i: int) -> None:
-            trace._install()
+            trace.install()
             try:
                 outputs[mode] = timed(mode, lambda: _forward(transformer, inputs, "cond", i, n_steps), i)
                 timed(f"{mode}_uncond", lambda: _forward(transformer, inputs, "uncond", i, n_steps), i)
             finally:
-                trace._uninstall()
+                trace.uninstall()
 
         return run
 
@@ -177,9 +177,9 @@ def run_capture_bench(config: str = "wan2.1-1.3b", device: str | None = None, re
                 mode(i)
         t0 = time.perf_counter()
         writer = tr.writer
-        tr._finish()
+        tr.finish()
         drain = time.perf_counter() - t0
-        tr_sp._finish()
+        tr_sp.finish()
     identical = bool(torch.equal(stock_out, outputs["attnscope"]))
     med = {k: statistics.median(v) for k, v in times.items() if v}
     store = root / f"{config}-store" / "maps.zarr"

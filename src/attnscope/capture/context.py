@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,22 @@ class ForwardState:
     timestep: float | None = None
     sigma: float | None = None
     active: bool = False
+
+
+class CaptureSink(Protocol):
+    """What the attention processors need from a capture session, and nothing more.
+
+    The processors depend on this protocol, not on :class:`attnscope.tracing.Trace`, so capture/ never imports
+    the trace (one-way imports; the recorder in :mod:`.recorder` implements it)."""
+
+    bender: Any  # the recipe's Bender (attnscope.bend.apply), or None
+
+    def call_info(self, layer: int, expert: str) -> CallInfo | None: ...
+
+    def capturing(self, call: CallInfo) -> bool: ...
+
+    def record(self, call: CallInfo, query, key, value, out_weight) -> None: ...
+
+    def record_probs(self, call: CallInfo, probs, value, out_weight) -> None: ...
+
+    def keep_self_attention(self, expert: str, layer: int, query, key) -> None: ...

@@ -9,15 +9,11 @@ probabilities @ values), and what is captured is what the model used.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
-from .context import CallInfo
-
-if TYPE_CHECKING:
-    from ..tracing import Trace
+from .context import CallInfo, CaptureSink
 
 TEXT_CONTEXT = 512  # Wan pads the text context to 512 tokens; image tokens (I2V) come before it
 
@@ -48,22 +44,22 @@ class TensorGrab:
 class AttnscopeProcessor:
     """Stock output + exact probabilities for the chosen words; bends when a recipe asks for them."""
 
-    def __init__(self, stock, layer: int, expert: str, trace: Trace, grab: TensorGrab) -> None:
+    def __init__(self, stock, layer: int, expert: str, sink: CaptureSink, grab: TensorGrab) -> None:
         self.stock = stock
         self.layer = layer
         self.expert = expert
-        self.trace = trace
+        self.sink = sink
         self.grab = grab
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
-        call = self.trace.call_info(self.layer, self.expert)
+        call = self.sink.call_info(self.layer, self.expert)
         if call is None:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
-        bender = self.trace.bender
+        bender = self.sink.bender
         if bender is not None and bender.active(call):
             return self._bent(attn, hidden_states, encoder_hidden_states, call)
-        if not self.trace.capturing(call):
+        if not self.sink.capturing(call):
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         self.grab.armed = True
         try:
@@ -75,12 +71,12 @@ class AttnscopeProcessor:
         query = grabbed["q"][0].unflatten(-1, (heads, -1))  # [S, H, D], sample 0 of the batch
         key = grabbed["k"][0].unflatten(-1, (heads, -1))  # [L, H, D]
         value = grabbed["v"][0].unflatten(-1, (heads, -1)) if "v" in grabbed else None
-        self.trace.record(call, query, key, value, attn.to_out[0].weight)
+        self.sink.record(call, query, key, value, attn.to_out[0].weight)
         return out
 
     def _bent(self, attn, hidden_states, encoder_hidden_states, call: CallInfo) -> torch.Tensor:
         """Cross-attention computed here so bends can act on logits, probabilities and head outputs."""
-        bender = self.trace.bender
+        bender = self.sink.bender
         context_img = None
         if attn.add_k_proj is not None:
             n_img = encoder_hidden_states.shape[1] - TEXT_CONTEXT
@@ -100,7 +96,7 @@ class AttnscopeProcessor:
             out_img = dispatch_attention_fn(query, key_img, value_img, attn_mask=None, dropout_p=0.0,
                                             is_causal=False)
             out = out + out_img.flatten(2, 3).type_as(query)
-        if self.trace.capturing(call):
-            self.trace.record_probs(call, probs[0], value[0], attn.to_out[0].weight)
+        if self.sink.capturing(call):
+            self.sink.record_probs(call, probs[0], value[0], attn.to_out[0].weight)
         out = attn.to_out[0](out.type_as(query))
         return attn.to_out[1](out)

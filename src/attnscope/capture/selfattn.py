@@ -15,13 +15,10 @@ head-mean Ā is formed in small query blocks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from ..tracing import Trace
+from .context import CaptureSink
 
 # query block × keys × heads of float32 logits formed at once on the CPU: 4 MB stay in the caches and under glibc's
 # mmap threshold (larger blocks were 3x slower on the toy model: fresh pages on every call); at least MIN_BLOCK rows
@@ -45,11 +42,11 @@ class SelfAttentionGrab:
     """Processor for ``blocks[i].attn1``: the stock processor's output, and — when the trace captures this
     block's cross-attention in this forward — the query and key [S, H, D] (sample 0) it attended with."""
 
-    def __init__(self, stock, attn: torch.nn.Module, layer: int, expert: str, trace: Trace) -> None:
+    def __init__(self, stock, attn: torch.nn.Module, layer: int, expert: str, sink: CaptureSink) -> None:
         self.stock = stock
         self.layer = layer
         self.expert = expert
-        self.trace = trace
+        self.sink = sink
         self.armed = False
         self.outputs: dict[str, torch.Tensor] = {}
         self.handles = [attn.norm_q.register_forward_hook(self._hook("q")),
@@ -64,8 +61,8 @@ class SelfAttentionGrab:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
-        call = self.trace.call_info(self.layer, self.expert)
-        if call is None or not self.trace.capturing(call):
+        call = self.sink.call_info(self.layer, self.expert)
+        if call is None or not self.sink.capturing(call):
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         self.armed = True
         try:
@@ -77,7 +74,7 @@ class SelfAttentionGrab:
         key = grabbed["k"][:1].unflatten(2, (attn.heads, -1))
         if rotary_emb is not None:
             query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
-        self.trace.keep_self_attention(self.expert, self.layer, query[0], key[0])
+        self.sink.keep_self_attention(self.expert, self.layer, query[0], key[0])
         return out
 
     def remove(self) -> None:

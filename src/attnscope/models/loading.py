@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelNotFoundError
+from . import wan
+from .info import remember
 
 HUB_ALIASES = {
     "wan2.1-t2v-1.3b": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
@@ -19,7 +21,6 @@ HUB_ALIASES = {
 }
 TINY = {"tiny": "t2v", "tiny-t2v": "t2v", "tiny-i2v": "i2v", "tiny-ti2v": "ti2v", "tiny-a14b": "a14b"}
 TINY_DEFAULTS = {"height": 32, "width": 32, "num_frames": 9, "num_inference_steps": 4, "guidance_scale": 4.0}
-HUB_DEFAULTS = {"height": 480, "width": 832, "num_frames": 81, "num_inference_steps": 50, "guidance_scale": 5.0}
 
 
 def default_device() -> torch.device:
@@ -59,13 +60,12 @@ def load_pipeline(model: str = "toy", device: str | torch.device | None = None, 
         defaults = TOY_DEFAULTS  # not Wan's 480×832×81: a toy model knows only 256² × 17 frames
     else:
         pipe = _from_pretrained(HUB_ALIASES.get(model, model), dtype)
-        defaults = HUB_DEFAULTS
+        defaults = wan.fit_to_model(pipe, wan.call_defaults(pipe))  # Wan's own: 480×832×81, 50 steps
     pipe.to(device)
     if getattr(pipe, "vae", None) is not None and pipe.vae.dtype != torch.float32:
         pipe.vae.to(torch.float32)
     pipe.set_progress_bar_config(leave=False)
-    pipe._attnscope_model = model
-    pipe._attnscope_defaults = dict(defaults)
+    remember(pipe, model, defaults)
     return pipe
 
 

@@ -90,3 +90,74 @@ def variant(pipe) -> str:
     if getattr(pipe.config, "expand_timesteps", False):
         return "ti2v"
     return "t2v"
+
+
+# ---- the pipeline's own settings ------------------------------------------------------------------------------
+# Every private diffusers attribute attnscope reads is read here, so a diffusers upgrade that renames one breaks
+# this file alone (tested range: pyproject's diffusers pin).
+
+FPS = 16  # Wan2.1 and Wan2.2 A14B
+FPS_TI2V = 24  # Wan2.2 TI2V-5B
+
+
+def execution_device(pipe) -> torch.device:
+    """The device the pipeline runs its denoiser on (diffusers' ``_execution_device``, offloading aware)."""
+    return pipe._execution_device
+
+
+def guidance_scale(pipe, expert: str) -> float:
+    """The guidance scale of the call in progress for ``expert`` (A14B's low-noise expert may have its own)."""
+    if expert == "transformer_2" and getattr(pipe, "_guidance_scale_2", None) is not None:
+        return float(pipe._guidance_scale_2)
+    return float(getattr(pipe, "_guidance_scale", 1.0) or 1.0)
+
+
+def cache_context(state_manager):
+    """The ``cache_context(...)`` the pipeline set around the current denoiser call, or None outside one.
+
+    ``StateManager.context`` raises when none is set; a forward outside the pipeline's loop (a user calling the
+    transformer directly) is normal for us, so the attribute is read instead."""
+    return state_manager._context
+
+
+def fps(pipe) -> int:
+    """Frames per second the model was trained for: 24 for Wan2.2 TI2V-5B, else 16."""
+    return FPS_TI2V if variant(pipe) == "ti2v" else FPS
+
+
+def call_defaults(pipe) -> dict:
+    """Size, steps and guidance from the pipeline's own ``__call__`` signature (480×832×81, 50 steps for Wan)."""
+    import inspect
+
+    names = ("height", "width", "num_frames", "num_inference_steps", "guidance_scale")
+    params = inspect.signature(type(pipe).__call__).parameters
+    return {n: params[n].default for n in names if n in params and params[n].default is not inspect.Parameter.empty}
+
+
+def fit_to_model(pipe, defaults: dict) -> dict:
+    """``defaults`` with the size shrunk (aspect kept) until the token grid fits the transformer's rotary table.
+
+    Wan's rotary embedding holds ``rope_max_seq_len`` positions per axis; a larger grid cannot run. Real Wan
+    models (1024) take their signature's size unchanged; small ones built in code get a size they can run."""
+    geo = geometry(pipe)
+    limit = int(next(iter(transformers_of(pipe).values())).config.get("rope_max_seq_len", 1024))
+    out = dict(defaults)
+    step = geo.vae_spatial * geo.patch[1]
+    if "height" in out and "width" in out:
+        longest = max(out["height"], out["width"]) / step
+        if longest > limit:
+            scale = limit / longest
+            out["height"] = max(step, int(out["height"] * scale) // step * step)
+            out["width"] = max(step, int(out["width"] * scale) // step * step)
+    if "num_frames" in out:
+        latent = (out["num_frames"] - 1) // geo.vae_temporal + 1
+        if latent // geo.patch[0] > limit:
+            out["num_frames"] = (limit * geo.patch[0] - 1) * geo.vae_temporal + 1
+    return out
+
+
+def clean_prompt(text: str) -> str:
+    """The text Wan's pipelines actually encode (diffusers' ``prompt_clean``: ftfy, HTML unescape, whitespace)."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+    return prompt_clean(text)

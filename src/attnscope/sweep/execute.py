@@ -57,6 +57,14 @@ def plan_layout(resources: dict[str, float], n_jobs: int, workers: int | None) -
     return Layout("cpu", n, threads=threads, num_cpus=threads, num_gpus=0)
 
 
+def fixed_threads_env(threads: int) -> dict[str, str]:
+    """Environment for a worker process whose CPU maths must not change between runs: a fixed thread count, and
+    neither OpenMP nor MKL (torch's CPU BLAS) free to pick fewer threads per call (MKL's own reproducibility
+    conditions). Results on the CPU depend on the thread count, so a job's meta.json records it."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_DYNAMIC": "FALSE",
+            "MKL_DYNAMIC": "FALSE"}
+
+
 def _src_path() -> str:
     """The folder holding the attnscope package, so Ray workers import this very copy (source checkouts too)."""
     return str(Path(__file__).resolve().parents[2])
@@ -98,7 +106,8 @@ def ray_session(address: str | None = None) -> Iterator[tuple[str, bool]]:
 
 def _start(ray, layout: Layout, model: str, count: int) -> list[Any]:
     """Start ``count`` actors and load their pipelines; a model that cannot load stops the sweep here."""
-    remote = ray.remote(SweepWorker).options(num_cpus=layout.num_cpus, num_gpus=layout.num_gpus, max_restarts=0)
+    remote = ray.remote(SweepWorker).options(num_cpus=layout.num_cpus, num_gpus=layout.num_gpus, max_restarts=0,
+                                             runtime_env={"env_vars": fixed_threads_env(layout.threads)})
     device = None if layout.kind == "gpu" else "cpu"
     actors = [remote.remote(model, device, layout.threads) for _ in range(count)]
     try:

@@ -35,6 +35,7 @@ class SweepWorker:
         """Load the pipeline; returns where it lives and how long loading took."""
         import torch
 
+        from ..models import wan
         from ..models.loading import load_pipeline
 
         if self.threads:
@@ -42,7 +43,7 @@ class SweepWorker:
         start = time.perf_counter()
         self.pipe = load_pipeline(self.model, device=self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        device = str(self.pipe._execution_device)
+        device = str(wan.execution_device(self.pipe))
         if device.startswith("cuda"):
             self.label += f":{torch.cuda.get_device_name()}"
         return {"worker": self.label, "device": device, "threads": torch.get_num_threads(),
