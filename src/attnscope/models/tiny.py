@@ -48,7 +48,7 @@ def _transformer(in_channels: int, out_channels: int, image_dim: int | None = No
     return WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=in_channels,
         out_channels=out_channels, text_dim=TEXT_DIM, freq_dim=16, ffn_dim=32, num_layers=3,
-        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=8,
         image_dim=image_dim, added_kv_proj_dim=16 if image_dim else None,
     ).eval()
 
@@ -69,7 +69,8 @@ def _vae(wan22: bool = False) -> AutoencoderKLWan:
 def build_tiny_pipeline(variant: Variant = "t2v", seed: int = 0) -> WanPipeline | WanImageToVideoPipeline:
     """Return a random tiny pipeline of ``variant``: Wan2.1 T2V, Wan2.1 I2V, Wan2.2 TI2V-5B or Wan2.2 A14B.
 
-    Sizes: 3 layers, 2 heads x 8; latent grid of a 17x32x32 video is 5x2x2 tokens (x8 VAE) or 5x1x1 (x16).
+    Sizes: 3 layers, 2 heads x 8; latent grid of a 17x32x32 video is 5x2x2 tokens (x8 VAE) or 5x1x1 (x16). The
+    rotary table holds 8 positions per axis, so a grid up to 8x8x8 tokens (e.g. 29 frames x 128 x 128 px).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown tiny variant {variant!r}; choose one of {', '.join(VARIANTS)}")
