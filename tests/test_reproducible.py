@@ -90,10 +90,10 @@ def test_a_failed_generation_leaves_the_pipeline_as_it_was(tiny_pipes, tmp_path)
     bad = [{"target": "attention", "op": "reweight", "word": "giraffe", "scale": 2.0}]
     with pytest.raises(attnscope.AttnscopeError, match="giraffe"):
         attnscope.generate(pipe, PROMPT, tmp_path / "bad", seed=5, bends=bad, quiet=True, **SIZE)
-    with pytest.raises(attnscope.AttnscopeError, match="self_prop"):  # fails inside the denoising loop
-        with attnscope.trace(pipe, store=tmp_path / "half", self_prop=True) as tr:
-            tr.recorder.keep_self_attention = lambda *args: None  # the pairing then fails mid-step
-            pipe(prompt=tr.prompt(PROMPT), generator=torch.Generator().manual_seed(5), output_type="np", **SIZE)
+    failing = attnscope.trace(pipe, store=tmp_path / "half", self_prop=True)
+    with pytest.raises(attnscope.AttnscopeError, match="self_prop"), failing as tr:  # fails inside the loop
+        tr.recorder.keep_self_attention = lambda *args: None  # the self-prop pairing then fails mid-step
+        pipe(prompt=tr.prompt(PROMPT), generator=torch.Generator().manual_seed(5), output_type="np", **SIZE)
     assert _stock_state(pipe) == stock
     assert not attnscope.open_run(tmp_path / "half").complete
     again = attnscope.generate(pipe, PROMPT, tmp_path / "b", seed=5, quiet=True, **SIZE)
