@@ -1,6 +1,7 @@
 """attnscope: see and bend what Wan text-to-video models attend to.
 
-Public API (small on purpose): :func:`load_pipeline`, :func:`trace`, :func:`generate`, :func:`open_run`.
+Public API (small on purpose): :func:`load_pipeline`, :func:`trace`, :func:`generate`, :func:`analyze`,
+:func:`open_run`.
 """
 
 __version__ = "0.1.0"
@@ -19,6 +20,10 @@ def __getattr__(name):
         from .generation import generate
 
         return generate
+    if name == "analyze":
+        from .footage import analyze
+
+        return analyze
     if name == "load_pipeline":
         from .models.loading import load_pipeline
 
@@ -26,4 +31,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'attnscope' has no attribute {name!r}")
 
 
-__all__ = ["AttnscopeError", "Run", "generate", "load_pipeline", "open_run", "trace", "__version__"]
+__all__ = ["AttnscopeError", "Run", "analyze", "generate", "load_pipeline", "open_run", "trace", "__version__"]

@@ -66,11 +66,13 @@ def _mount() -> None:
     from .app.cli import export_command, view_command
     from .bench.cli import app as bench_app
     from .eval.cli import eval_command
+    from .footage.cli import analyze_command
     from .render.cli import render_command
     from .sweep.cli import sweep_command
     from .toy.cli import app as toy_app
 
     app.command("render")(render_command)
+    app.command("analyze")(analyze_command)
     app.command("view")(view_command)
     app.command("export")(export_command)
     app.command("sweep")(sweep_command)

@@ -41,3 +41,11 @@ class RunFormatError(AttnscopeError):
 
 class SelectionError(AttnscopeError):
     """A step/layer/head/word selection names something the run does not have."""
+
+
+class FootageError(AttnscopeError):
+    """A video given to ``attnscope analyze`` cannot be read, or is too short for the model."""
+
+
+class NoiseLevelError(AttnscopeError):
+    """Noise levels for ``attnscope analyze`` are out of range, or the scheduler is not flow matching."""
