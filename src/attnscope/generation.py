@@ -52,14 +52,15 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
              bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
              value_norm: bool = False, self_prop: bool = False, previews: bool | None = None,
              overwrite: bool = False, quiet: bool = False, meta: dict[str, Any] | None = None,
-             **pipe_kwargs: Any) -> Run:
+             **pipe_kwargs: Any) -> Run | None:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
     Unset sizes and steps come from the model's defaults (:func:`attnscope.models.info.model_info`: toy 256², 17
     frames; a Wan pipeline you built yourself: its own call signature, 480×832×81). ``previews`` decodes the
     model's x0 estimate at every step for the timeline render; it costs one VAE decode per step, so it defaults
     to on only on a GPU and for videos up to 512 px and 33 frames. ``meta`` adds entries to the run's meta.json
-    (e.g. what an experiment needs to recognise its own runs). Returns the Run.
+    (e.g. what an experiment needs to recognise its own runs). Returns the Run (None on the ranks other than 0 of
+    a context-parallel generation, which hand their token slices to rank 0).
     """
     out = Path(out)
     if is_run(out) and not overwrite:
@@ -106,6 +107,8 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), tr:
         result = pipe(prompt=clean, generator=generator, output_type="np", callback_on_step_end=on_step_end,
                       **call_kwargs)
+        if tr.recorder.shards is not None and not tr.recorder.shards.writes:
+            return None  # context parallel: rank 0 holds the run and writes the video
         write_mp4(out / "video.mp4", to_uint8(result.frames[0]), fps=info.fps)
     return open_run(out)
 

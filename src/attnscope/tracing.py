@@ -20,6 +20,7 @@ import torch
 
 from . import __version__
 from .capture.install import Installation, install_capture
+from .capture.parallel import SequenceShards
 from .capture.probs import identical_padding
 from .capture.recorder import Recorder
 from .capture.spec import CaptureSpec
@@ -57,6 +58,7 @@ class Trace(AbstractContextManager):
             self.recipe = load_recipe(bends)
         self.tracker = StepTracker(pipe.scheduler)
         self.recorder = Recorder(self.spec, self.tracker.state)
+        self.recorder.shards = self._shards()
         self.entries: list[WordEntry] | None = None
         self.prompt_text: str | None = None
         self.keep_x0 = False  # generate() turns it on for the timeline's previews
@@ -66,6 +68,23 @@ class Trace(AbstractContextManager):
         self._steps_seen: set[int] = set()
         self._cond_output: torch.Tensor | None = None
         self._x_t: torch.Tensor | None = None
+
+    def _shards(self) -> SequenceShards | None:
+        """Under diffusers' context parallelism: this rank's place in it; refuses what needs the whole sequence."""
+        found = [cp for t in self.transformers.values() if (cp := wan.context_parallel(t)) is not None]
+        if not found:
+            return None
+        group, rank, world, layout = found[0]
+        if self.spec.self_prop:
+            raise AttnscopeError("self_prop needs every video token's self-attention key, which context "
+                                 "parallelism spreads over the ranks; capture without --self-prop (value_norm works)")
+        if self.recipe is not None:
+            spatial = [b for b in self.recipe.bends if not b.is_identity() and not local_bend(b)]
+            if spatial:
+                raise AttnscopeError(f"bend {spatial[0].target} {spatial[0].op} moves maps or activations across "
+                                     "the video, which context parallelism splits over the ranks; under it use "
+                                     "per-token bends (attention reweight, head ablate/multiply, layer skips)")
+        return SequenceShards(group, rank, world, layout)
 
     # ---- public -------------------------------------------------------------------------------------------
     def prompt(self, text: str) -> str:
@@ -211,7 +230,7 @@ class Trace(AbstractContextManager):
     # ---- the store ---------------------------------------------------------------------------------------------
     def _ensure_writer(self, transformer) -> None:
         rec = self.recorder
-        if rec.writer is not None:
+        if rec.open:
             return
         if self.entries is None:
             raise AttnscopeError("attnscope.trace saw no prompt being encoded; call the pipeline with prompt=... "
@@ -219,6 +238,9 @@ class Trace(AbstractContextManager):
         layers = self.spec.layer_list(len(transformer.blocks))
         heads = self.spec.head_list(transformer.blocks[0].attn2.heads)
         rec.layers = set(layers)
+        rec.open = True
+        if rec.shards is not None and not rec.shards.writes:
+            return  # rank 0 writes the whole grid; this rank hands it its slices
         state = self.tracker.state
         words = [e.label for e in self.entries]
         needed = estimate_store_bytes(self.spec.steps_kept(state.num_steps), len(layers), len(heads), len(words),
@@ -246,11 +268,18 @@ class Trace(AbstractContextManager):
             "bends": self.recipe.to_json() if self.recipe is not None else [],
             "versions": _versions(),
             "runtime": runtime(self.pipe),
+            "parallel": self.recorder.shards.layout if self.recorder.shards is not None else None,
             "patch": list(transformer.config.patch_size),
             "vae": {"temporal": wan.geometry(self.pipe).vae_temporal, "spatial": wan.geometry(self.pipe).vae_spatial},
         }
         meta.update(self.extra_meta)
         return meta
+
+
+def local_bend(bend) -> bool:
+    """Does ``bend`` act on each video token on its own (so it works on a rank's slice of the tokens)? Logit
+    reweights, head and layer bends do; map transforms, swaps and activation bends move or read the whole video."""
+    return bend.target in ("head", "layer") or (bend.target, bend.op) == ("attention", "reweight")
 
 
 def _versions() -> dict[str, str]:

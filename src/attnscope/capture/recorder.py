@@ -31,7 +31,9 @@ class Recorder:
         self.spec = spec
         self.state = state
         self.bender = None  # set by the trace once the prompt's words are known
-        self.writer = None  # set by the trace at the first captured forward
+        self.writer = None  # set by the trace at the first captured forward (context parallel: on rank 0 only)
+        self.open = False  # capturing has begun (on every rank, with or without a writer)
+        self.shards = None  # capture.parallel.SequenceShards under context parallelism
         self.words: dict[str, list[int]] = {}  # every word of the prompt, for bends: label -> token indices
         self.captured: dict[str, list[int]] = {}  # the words whose maps are stored
         self.prompt_tokens = 0
@@ -55,7 +57,7 @@ class Recorder:
                         grid=s.grid, words=self.words, prompt_tokens=self.prompt_tokens)
 
     def capturing(self, call: CallInfo) -> bool:
-        return (self.writer is not None and call.branch == "cond" and call.layer in self.layers
+        return (self.open and call.branch == "cond" and call.layer in self.layers
                 and self.spec.keeps_step(call.step))
 
     def record(self, call: CallInfo, query, key, value, out_weight) -> None:
@@ -102,6 +104,10 @@ class Recorder:
         elif heads != "all":
             maps, mass = maps[heads], mass[heads]
             values = {name: v[heads] for name, v in values.items()}
+        if self.shards is not None:  # this rank holds a slice of the video tokens: bring them to rank 0
+            maps, mass, values = self._gathered(maps, mass, values)
+            if maps is None:
+                return
         f, y, x = call.grid
         # fp16 once, here: the store holds fp16, the summaries are means of what it holds, and the transfer's own
         # cast then has nothing left to do
@@ -112,3 +118,8 @@ class Recorder:
         host, ready = self.transfer.start(tensors)
         maps_h, mass_h = host.pop("maps"), host.pop("prompt_mass")
         self.writer.write(call.step, call.layer, maps_h, mass_h, host, ready=ready)
+
+    def _gathered(self, maps, mass, values: dict):
+        """Every rank's token slice of maps, mass and values, whole on rank 0 (None elsewhere)."""
+        gather = self.shards.gather
+        return gather(maps), gather(mass), {name: gather(v) for name, v in values.items()}

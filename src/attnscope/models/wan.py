@@ -161,3 +161,15 @@ def clean_prompt(text: str) -> str:
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
     return prompt_clean(text)
+
+
+def context_parallel(transformer: torch.nn.Module):
+    """``(process group, rank, world size, layout)`` when diffusers' context parallelism is enabled on
+    ``transformer`` (``enable_parallelism(config=ContextParallelConfig(...))``), else None."""
+    config = getattr(transformer, "_parallel_config", None)
+    cp = getattr(config, "context_parallel_config", None) if config is not None else None
+    if cp is None:
+        return None
+    layout = {"world": cp._world_size, "ulysses_degree": cp.ulysses_degree, "ring_degree": cp.ring_degree,
+              "uneven": bool(cp.ulysses_anything or cp.ring_anything)}
+    return cp._flattened_mesh.get_group(), cp._flattened_mesh.get_local_rank(), cp._world_size, layout
