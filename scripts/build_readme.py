@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-ORDER = ["intro", "core", "toy", "render", "bend", "viewer", "sweep", "bench", "eval", "libraries", "limits"]
+ORDER = ["intro", "core", "toy", "render", "analyze", "bend", "viewer", "sweep", "bench", "eval", "libraries", "limits"]
 root = Path(__file__).resolve().parents[1]
 parts = [(root / "docs" / "sections" / f"{name}.md").read_text().strip() for name in ORDER
          if (root / "docs" / "sections" / f"{name}.md").exists()]
