@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import WanPipeline
 
+from attnscope.models.info import model_info
 from attnscope.toy.data import caption_ids, encode_text
 from attnscope.toy.model import build_toy_pipeline
 from attnscope.toy.train import STATE_FILE, TrainConfig, train, vae_colour_errors
@@ -43,7 +44,7 @@ def test_two_step_training_writes_a_loadable_pipeline_and_resumes(tmp_path, caps
     from attnscope.models.loading import load_pipeline
     from attnscope.toy.model import TOY_DEFAULTS
 
-    assert load_pipeline(str(cfg.out), device="cpu")._attnscope_defaults == TOY_DEFAULTS, "a trained folder is a toy"
+    assert model_info(load_pipeline(str(cfg.out), device="cpu")).defaults == TOY_DEFAULTS, "a trained folder is a toy"
 
     cfg.dit_steps = 3  # budgets are totals: a larger one continues the denoiser only
     train(cfg)

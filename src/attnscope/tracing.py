@@ -294,7 +294,7 @@ def _versions() -> dict[str, str]:
 def runtime(pipe) -> dict[str, Any]:
     """What a bit-identical re-run needs besides the inputs: the device and, on the CPU, torch's thread count
     (the CPU BLAS sums in a thread-count-dependent order; see README, Reproducibility)."""
-    device = wan.execution_device(pipe)
+    device = next(next(iter(wan.transformers_of(pipe).values())).parameters()).device
     return {"device": device.type, "threads": torch.get_num_threads()}
 
 
