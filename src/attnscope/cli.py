@@ -48,6 +48,9 @@ def generate(
                                   "costs one VAE decode per step)."),
     overwrite: bool = typer.Option(False, help="Replace a run already at --out."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    parallel: str = typer.Option(None, help="ulysses or ring: split one video over the GPUs of a torchrun launch "
+                                 "(diffusers' context parallelism), e.g. torchrun --nproc_per_node 2 -m "
+                                 "attnscope.cli generate ... --parallel ulysses"),
 ) -> None:
     """Generate a video while capturing cross-attention; writes video.mp4 and maps.zarr into a Run folder.
 
@@ -58,7 +61,7 @@ def generate(
     run_generate(prompt=prompt, model=model, words=words or None, out=out, seed=seed, frames=frames,
                  height=height, width=width, steps=steps, guidance=guidance, negative=negative, heads=heads,
                  layers=layers, bend=bend, compare=compare, value_norm=value_norm, self_prop=self_prop,
-                 overwrite=overwrite, device=device, previews=previews)
+                 overwrite=overwrite, device=device, previews=previews, parallel=parallel)
 
 
 def _mount() -> None:

@@ -41,7 +41,8 @@ def side_by_side(baseline: np.ndarray, bent: np.ndarray) -> np.ndarray:
 
 
 def run_generate(*, prompt, model, words, out, seed, frames, height, width, steps, guidance, negative, heads,
-                 layers, bend, compare, value_norm, overwrite, device, previews=None, self_prop=False) -> None:
+                 layers, bend, compare, value_norm, overwrite, device, previews=None, self_prop=False,
+                 parallel=None) -> None:
     from .generation import generate
     from .models.loading import load_pipeline
 
@@ -55,11 +56,26 @@ def run_generate(*, prompt, model, words, out, seed, frames, height, width, step
     if compare and recipe is None:
         raise SelectionError("--compare needs --bend RECIPE: it compares a bent run with its unbent baseline")
     out = out or default_out(prompt, seed, "-bent" if recipe is not None else "")
+    rank = 0
+    if parallel is not None:
+        import os
+
+        import torch
+
+        from .parallel import enable_context_parallel
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            device = device or f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     pipe = load_pipeline(model, device=device)
+    if parallel is not None:
+        rank = enable_context_parallel(pipe, parallel)
     kwargs = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=guidance)
     common = dict(words=words, seed=seed, negative_prompt=negative, heads=heads_sel, layers=layers_sel,
                   value_norm=value_norm, self_prop=self_prop, overwrite=overwrite, previews=previews, **kwargs)
     run = generate(pipe, prompt, out, bends=recipe.to_json() if recipe is not None else None, **common)
+    if rank != 0:
+        return  # rank 0 wrote the run
     print(f"wrote {run.path} (video.mp4, maps.zarr; words: {', '.join(run.words)})")
     if compare:
         base_out = out.with_name(out.name + "-baseline")
