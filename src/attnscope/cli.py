@@ -34,8 +34,11 @@ def generate(
     steps: int = typer.Option(None, help="Denoising steps (model default if unset)."),
     guidance: float = typer.Option(None, help="Classifier-free guidance scale (model default if unset)."),
     negative: str = typer.Option(None, help="Negative prompt."),
-    heads: str = typer.Option("all", help='"all", "mean" or a comma list like 0,3.'),
-    layers: str = typer.Option("all", help='"all" or a comma list like 0,5,10.'),
+    heads: str = typer.Option("all", help='"all", "mean" (averaged at capture), a comma list like 0,3 or a range '
+                              "like 0-5."),
+    layers: str = typer.Option("all", help='"all", a comma list like 0,5,10 or a range like 10-20.'),
+    capture_steps: str = typer.Option("all", help='Denoising steps to capture: "all", a comma list like 0,10 or '
+                                      "a range like 20-49 (the others still run, uncaptured)."),
     bend: Path = typer.Option(None, help="Bend recipe (YAML/JSON) to apply while generating."),
     compare: bool = typer.Option(False, help="With --bend: also generate the unbent baseline at the same seed "
                                  "and a side-by-side video (baseline | bent | difference)."),

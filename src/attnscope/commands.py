@@ -9,24 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SelectionError
+from .options import GenerationOptions
 from .store import open_run, write_meta
 from .video import read_mp4, write_mp4
-
-
-def parse_selection(value: str, name: str, allow_mean: bool = False):
-    """'all' | 'mean' | '0,3,5' | '2-5' → what trace() takes."""
-    value = value.strip()
-    if value == "all" or (allow_mean and value == "mean"):
-        return value
-    picked: list[int] = []
-    for part in value.split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
-        if not m:
-            choices = '"all", "mean"' if allow_mean else '"all"'
-            raise SelectionError(f"--{name} {value!r} is not valid; use {choices}, a comma list or a range like 2-5")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        picked.extend(range(a, b + 1))
-    return picked
 
 
 def default_out(prompt: str, seed: int, suffix: str = "") -> Path:
@@ -40,14 +25,13 @@ def side_by_side(baseline: np.ndarray, bent: np.ndarray) -> np.ndarray:
     return np.concatenate([baseline, bent, diff], axis=2)
 
 
-def run_generate(*, prompt, model, words, out, seed, frames, height, width, steps, guidance, negative, heads,
-                 layers, bend, compare, value_norm, overwrite, device, previews=None, self_prop=False,
-                 parallel=None) -> None:
+def run_generate(*, prompt, model, out, seed, bend, compare, overwrite, device, **values) -> None:
+    """``attnscope generate``: ``values`` are the generation options (:class:`attnscope.options.GenerationOptions`
+    fields, as the CLI names them)."""
     from .generation import generate
     from .models.loading import load_pipeline
 
-    heads_sel = parse_selection(heads, "heads", allow_mean=True)
-    layers_sel = parse_selection(layers, "layers")
+    options = GenerationOptions.from_cli(**values)
     recipe = None
     if bend is not None:
         from .bend.recipe import load_recipe
@@ -56,26 +40,9 @@ def run_generate(*, prompt, model, words, out, seed, frames, height, width, step
     if compare and recipe is None:
         raise SelectionError("--compare needs --bend RECIPE: it compares a bent run with its unbent baseline")
     out = out or default_out(prompt, seed, "-bent" if recipe is not None else "")
-    rank = 0
-    if parallel is not None:
-        import os
-
-        import torch
-
-        from .parallel import enable_context_parallel
-
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            device = device or f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     pipe = load_pipeline(model, device=device)
-    if parallel is not None:
-        rank = enable_context_parallel(pipe, parallel)
-    kwargs = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=guidance)
-    common = dict(words=words, seed=seed, negative_prompt=negative, heads=heads_sel, layers=layers_sel,
-                  value_norm=value_norm, self_prop=self_prop, overwrite=overwrite, previews=previews, **kwargs)
+    common = dict(seed=seed, overwrite=overwrite, **options.generate_kwargs())
     run = generate(pipe, prompt, out, bends=recipe.to_json() if recipe is not None else None, **common)
-    if rank != 0:
-        return  # rank 0 wrote the run
     print(f"wrote {run.path} (video.mp4, maps.zarr; words: {', '.join(run.words)})")
     if compare:
         base_out = out.with_name(out.name + "-baseline")
@@ -90,11 +57,15 @@ def run_generate(*, prompt, model, words, out, seed, frames, height, width, step
 
 
 def try_preview(path: Path) -> None:
-    """Render an overlay of the first word so the user sees something right away."""
+    """Render what the user asked to see so they see something right away: the words marked or passed at capture,
+    else the prompt's content words (one word: its overlay; several: which word owns each pixel)."""
     from .render import render
+    from .render.view import default_words
 
     run = open_run(path)
     if not run.words:
         return
-    target = render(run, run.words[0], kind="overlay")
+    words = default_words(run)
+    target = render(run, words[0] if len(words) == 1 else words, kind="overlay" if len(words) == 1 else
+                    "segmentation")
     print(f"rendered {target}", file=sys.stderr)

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from ..errors import SelectionError
+from ..selection import Selection, parse_selection
 
-Selection = Literal["all"] | list[int]
-
-
-def _check(name: str, value, allow_mean: bool = False) -> str | list[int]:
-    if value == "all" or (allow_mean and value == "mean"):
-        return value
-    if isinstance(value, int):
-        value = [value]
-    if isinstance(value, (list, tuple, range)) and all(isinstance(v, int) and v >= 0 for v in value):
-        return sorted(set(value))
-    choices = '"all", "mean" or' if allow_mean else '"all" or'
-    raise SelectionError(f"{name}={value!r} is not valid; use {choices} a list of non-negative indices")
+__all__ = ["CaptureSpec", "Selection"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +23,8 @@ class CaptureSpec:
     @classmethod
     def make(cls, heads="all", layers="all", steps="all", value_norm: bool = False,
              self_prop: bool = False) -> CaptureSpec:
-        return cls(_check("heads", heads, allow_mean=True), _check("layers", layers), _check("steps", steps),
-                   bool(value_norm), bool(self_prop))
+        return cls(parse_selection(heads, "heads", allow_mean=True), parse_selection(layers, "layers"),
+                   parse_selection(steps, "steps"), bool(value_norm), bool(self_prop))
 
     def layer_list(self, n_layers: int) -> list[int]:
         if self.layers == "all":

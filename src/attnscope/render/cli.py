@@ -12,8 +12,10 @@ from .output import KINDS
 
 def render_command(
     run: Path = typer.Argument(..., help="Run folder (written by `attnscope generate` or trace(store=...))."),
-    word: list[str] = typer.Option(..., "--word", "-w", help="Word label from the run (repeatable: "
-                                   "segmentation and grid compare several)."),
+    word: list[str] = typer.Option(None, "--word", "-w", help="Word label from the run (repeatable: "
+                                   "segmentation and grid compare several). Default: the words marked or passed "
+                                   "at capture, else the prompt's content words (one file per word for the "
+                                   "single-word kinds)."),
     kind: str = typer.Option("overlay", "--kind", "-k", help=f"One of: {', '.join(KINDS)}."),
     step: str = typer.Option(None, help="Denoising step: index (3), range (2-5, averaged) or mean. "
                              "Timeline: which steps to show (default: all). Default: the preset's."),
@@ -49,11 +51,27 @@ def render_command(
 
     Example: attnscope render runs/circle --word circle --kind overlay --step mean --layer 10-20 -o circle.mp4
     """
-    from .output import render
+    from ..errors import SelectionError
+    from ..store import open_run
+    from .output import MULTI_WORD, render
+    from .view import default_words
 
-    path = render(run, word if len(word) > 1 else word[0], kind, step=step, layer=layer, head=head, out=out,
-                  alpha=alpha, cmap=cmap, norm=norm, clip=clip, estimator=estimator, preset=preset,
-                  frames_in_steps=frames_in_steps, threshold=threshold, frame=frame, time=time,
-                  progress=True)
-    typer.echo(str(path))
+    opened = open_run(run)
+    words = list(word) if word else default_words(opened)
+    options = dict(step=step, layer=layer, head=head, out=out, alpha=alpha, cmap=cmap, norm=norm, clip=clip,
+                   estimator=estimator, preset=preset, frames_in_steps=frames_in_steps, threshold=threshold,
+                   frame=frame, time=time, progress=True)
+    if kind in MULTI_WORD or len(words) == 1:
+        chosen = [words if len(words) > 1 else words[0]]
+    elif word:
+        chosen = [words]  # render() says this kind shows one word
+    elif out is not None:
+        raise SelectionError(f"--kind {kind} shows one word and -o names one file; pick the word with -w "
+                             f"(this run's default words: {', '.join(words)})")
+    else:
+        chosen = words  # one file per default word
+    path = out
+    for target in chosen:
+        path = render(opened, target, kind, **options)
+        typer.echo(str(path))
     return path

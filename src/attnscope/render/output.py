@@ -16,11 +16,12 @@ from ..video import write_mp4
 from .frames import heatmap_frames, load_video_path, overlay_frames, segmentation_frames, timeline_frames
 from .geometry import fit, geometry
 from .grid import grid_image
-from .preset import preset_for
-from .selection import Spec, resolve
+from .selection import Spec
 from .upscale import TIME_MODES
+from .view import resolve_view
 
 KINDS = ("overlay", "heatmap", "timeline", "segmentation", "grid")
+MULTI_WORD = ("segmentation", "grid")  # the kinds that show several words; the others show one
 STRIP = 6  # steps in a timeline still
 
 
@@ -42,8 +43,8 @@ def default_output(run: Run, words: Sequence[str], kind: str) -> Path:
     return run.path / "renders" / f"{_slug(words)}_{kind}.{'png' if kind == 'grid' else 'mp4'}"
 
 
-def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overlay", *, step: Spec = None,
-           layer: Spec = None, head: Spec = "mean", out: str | Path | None = None, alpha: float = 0.6,
+def render(run: Run | str | Path, word: str | Sequence[str] | None = None, kind: str = "overlay", *,
+           step: Spec = None, layer: Spec = None, head: Spec = "mean", out: str | Path | None = None, alpha: float = 0.6,
            cmap: str = "inferno", norm: str | None = None, clip: float | None = None, estimator: str | None = None,
            preset: str = "recommended", frames_in_steps: bool = False, threshold: float | None = None,
            frame: int | None = None, time: str = "hold", progress: bool = False, device=None) -> Path:
@@ -54,36 +55,33 @@ def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overla
     plain mean over everything. ``norm`` left as None is the preset's too (the toy model's: per frame, the
     normalization its maps were measured with), except for the timeline, which keeps one range over all its steps
     (``global``) so that a word's strength is comparable across the denoising. The segmentation's ``threshold``
-    left as None is the preset's measured cut when its estimator and normalization are in use, else 0.3. The timeline shows
-    every step unless ``step`` says otherwise.
+    left as None is the preset's measured cut when its estimator and normalization are in use, else 0.3. The
+    timeline shows every step unless ``step`` says otherwise.
     ``out`` ending in ``.png`` writes one frame (``frame``, default the middle one) instead of a video; for the
     timeline, a strip of up to six evenly spaced steps.
-    Segmentation and grid accept several words; the other kinds take the first word and reject more.
+    Segmentation and grid accept several words; the other kinds take one word and reject more. ``word`` None
+    shows the words the user marked or passed at capture, else the prompt's content words (the single-word kinds:
+    the first of them); see :func:`attnscope.render.view.resolve_view`, the resolution the viewer and
+    ``attnscope export`` share.
     """
     run = run if isinstance(run, Run) else open_run(run)
-    defaults = preset_for(run, preset)
-    chosen = defaults.selection(run, "mean" if kind == "timeline" and step is None else step, layer, estimator)
-    step, layer, estimator = chosen["step"], chosen["layer"], chosen["estimator"]
-    if norm is None:
-        norm = "global" if kind == "timeline" else defaults.norm
-    measured = (defaults.threshold is not None and norm == defaults.norm and estimator == defaults.estimator)
-    if threshold is None:  # the segmentation's cut: the one the eval measured for this very view, else 0.3
-        threshold = defaults.threshold if measured else 0.3
     if kind not in KINDS:
         raise SelectionError(f"unknown --kind '{kind}'; choose one of {', '.join(KINDS)}")
     if time not in TIME_MODES:
         raise SelectionError(f"unknown --time '{time}'; choose one of {', '.join(TIME_MODES)}")
-    words = [word] if isinstance(word, str) else list(word)
-    if len(words) > 1 and kind not in ("segmentation", "grid"):
-        raise SelectionError(f"--kind {kind} shows one word, got {len(words)}; use --kind segmentation or grid "
+    if word is not None and not isinstance(word, str) and len(word) > 1 and kind not in MULTI_WORD:
+        raise SelectionError(f"--kind {kind} shows one word, got {len(word)}; use --kind segmentation or grid "
                              "to compare words")
+    view = resolve_view(run, word, step, layer, head, estimator, norm, preset, threshold, kind)  # checks input
+    words = list(view.words) if kind in MULTI_WORD else [view.word]
+    step, layer, head, estimator, norm, threshold = (view.step, view.layer, view.head, view.estimator, view.norm,
+                                                     view.threshold)
     path = Path(out) if out is not None else default_output(run, words, kind)
     still = path.suffix.lower() == ".png"
     if kind == "grid" and not still:
         raise SelectionError(f"--kind grid writes a PNG contact sheet; give -o with .png, not {path.name}")
     if path.suffix.lower() not in (".png", ".mp4"):
         raise SelectionError(f"output must end in .mp4 or .png, got {path.name}")
-    resolve(run, words, step, layer, head, estimator)  # bad input fails here, before any progress bar
     if kind == "overlay":
         load_video_path(run, kind)
     sel = dict(step=step, layer=layer, head=head, estimator=estimator, norm=norm, clip=clip, device=device)
@@ -96,9 +94,10 @@ def render(run: Run | str | Path, word: str | Sequence[str], kind: str = "overla
     geo = geometry(run)
     pick = [geo.middle if frame is None else frame] if still else None
     if kind == "heatmap":
-        video = heatmap_frames(run, words[0], cmap=cmap, frames=pick, time=time, **sel)
+        video = heatmap_frames(run, words[0], cmap=cmap, frames=pick, time=time, maps=view.map(run), **sel)
     elif kind == "overlay":
-        video = overlay_frames(run, words[0], alpha=alpha, cmap=cmap, frames=pick, time=time, **sel)
+        video = overlay_frames(run, words[0], alpha=alpha, cmap=cmap, frames=pick, time=time, maps=view.map(run),
+                               **sel)
     elif kind == "segmentation":
         video = segmentation_frames(run, words, threshold=threshold, alpha=alpha, frames=pick, time=time, **sel)
     elif still:  # one frame per step, laid out as a strip of up to STRIP steps

@@ -8,7 +8,6 @@ Kept dims and word lists go through the lazy, dask-backed ``run.maps``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import SelectionError
+from ..selection import SelectionSyntaxError, Span, parse_items
 from ..store import Run
 from ..store.layout import EPS
 
@@ -35,7 +35,6 @@ def missing_source(run: Run, estimator: str) -> str | None:
     source = SOURCES.get(estimator, "maps")
     return None if source == "maps" or getattr(run, source) is not None else source
 BATCH_SLABS = 32  # (step, layer) slabs read per zarr call: enough chunks to decode in parallel, bounded memory
-RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 Spec = str | int | Sequence[Any] | None
 Index = slice | list[int]
 # (word, estimator) -> the word's head-mean summary of every step and layer (step, layer, frame, y, x)
@@ -53,20 +52,13 @@ def describe(values: Sequence[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def _as_int(text: str, dim: str, available: Sequence[Any]) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise SelectionError(f"cannot read {dim} '{text}': use an index like 3, a range like 2-5, or 'mean'; "
-                             f"{dim}s in this run: {describe(available)}") from None
-
-
 def parse_spec(spec: Spec, available: Sequence[Any], dim: str) -> list[Any]:
-    """Turn a CLI/API selection into the list of ``dim`` coordinates it names.
+    """Turn a CLI/API selection into the list of ``dim`` coordinates it names (the syntax is
+    :func:`attnscope.selection.parse_items`', shared with ``trace()`` and sweep files).
 
     ``None``, ``"mean"`` and ``"all"`` name every available value; ``3`` or ``"3"`` one value; ``"2-5"`` the
-    available values from 2 to 5 inclusive; ``"0,3,7"`` or a list several. Anything outside ``available`` is a
-    :class:`SelectionError` that lists what the run has.
+    available values from 2 to 5 inclusive; ``"0,3,7"`` or a list several (ranges may be mixed in). Anything
+    outside ``available`` is a :class:`SelectionError` that lists what the run has.
     """
     available = list(available)
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("mean", "all", "")):
@@ -76,22 +68,22 @@ def parse_spec(spec: Spec, available: Sequence[Any], dim: str) -> list[Any]:
     if isinstance(spec, str) and available == ["mean"]:
         raise SelectionError(f"{dim} '{spec}' is not in this run: heads were averaged during capture "
                              f"(heads='mean'); use --{dim} mean")
-    if isinstance(spec, int):
-        wanted: list[Any] = [spec]
-    elif isinstance(spec, str) and "," in spec:
-        wanted = [_as_int(p.strip(), dim, available) for p in spec.split(",") if p.strip()]
-    elif isinstance(spec, str) and (span := RANGE.fullmatch(spec.strip())):
-        lo, hi = int(span[1]), int(span[2])
-        if lo > hi:
-            raise SelectionError(f"{dim} range '{spec}' is empty (start after end)")
-        chosen = [v for v in available if isinstance(v, int) and lo <= v <= hi]
-        if not chosen:
-            raise SelectionError(f"{dim} range {lo}-{hi} holds no {dim} of this run; {dim}s: {describe(available)}")
-        return chosen
-    elif isinstance(spec, str):
-        wanted = [_as_int(spec.strip(), dim, available)]
-    else:
-        wanted = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in spec]
+    if isinstance(spec, (list, tuple)) and spec and all(v in available for v in spec):
+        return list(spec)  # coordinates as they are (the "mean" head of a run averaged at capture)
+    try:
+        items = parse_items(spec, dim, allow_mean=True)
+    except SelectionSyntaxError as exc:
+        raise SelectionError(f"{exc}; {dim}s in this run: {describe(available)}") from None
+    wanted: list[Any] = []
+    for item in items:
+        if isinstance(item, Span):  # a range names the run's values inside it
+            chosen = [v for v in available if isinstance(v, int) and item.lo <= v <= item.hi]
+            if not chosen:
+                raise SelectionError(f"{dim} range {item.lo}-{item.hi} holds no {dim} of this run; {dim}s: "
+                                     f"{describe(available)}")
+            wanted.extend(chosen)
+        else:
+            wanted.append(item)
     missing = [v for v in wanted if v not in available]
     if missing:
         raise SelectionError(f"{dim} {describe(missing)} is not in this run; {dim}s: {describe(available)}")

@@ -1,93 +1,33 @@
 """The sweep file: which model, prompts, seeds and bend recipes to cross, and the generation settings they share.
 
 Validated with pydantic before anything loads, so a typo fails in a second with the bad key named, not after an
-hour of generations. Generation options use the CLI's names (``steps`` = denoising steps, ``frames``,
-``guidance``, ``negative``); the Python API's names are accepted too, except ``steps``, which in the sweep file
-always means denoising steps (the capture step selection is ``capture_steps``).
+hour of generations. The ``generate:`` block is :class:`attnscope.options.GenerationOptions`, the very model
+``attnscope generate`` uses: the CLI's names (``steps`` = denoising steps, ``frames``, ``guidance``, ``negative``,
+``capture_steps``, ``self_prop``); the Python API's names are accepted too, except ``steps``, which in the sweep
+file always means denoising steps (the capture step selection is ``capture_steps``).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import AttnscopeError
+from ..options import GenerationOptions
+from ..selection import SelectionSyntaxError, parse_selection
 
 BASELINE = "none"
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
 class SweepSpecError(AttnscopeError):
     """The sweep file is missing, unreadable, or has a bad key or value."""
 
 
-def _selection(value: Any, allow_mean: bool) -> Any:
-    """``"all"`` | ``"mean"`` (heads only) | ints | ``"0,3,5"`` / ``"2-5"`` strings -> what generate() takes."""
-    if value == "all" or (allow_mean and value == "mean"):
-        return value
-    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
-    picked: list[int] = []
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
-            picked.append(item)
-            continue
-        match = _RANGE.match(item) if isinstance(item, str) else None
-        if match is None:
-            choices = '"all", "mean"' if allow_mean else '"all"'
-            raise ValueError(f"expected {choices}, indices >= 0 or ranges like '2-5', got {item!r}")
-        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
-        picked.extend(range(start, end + 1))
-    return sorted(set(picked))
-
-
-class GenerateOptions(BaseModel):
-    """Settings every job of the sweep shares; unset sizes and steps fall back to the model's defaults."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    steps: int | None = Field(None, gt=0, validation_alias=AliasChoices("steps", "num_inference_steps"))
-    frames: int | None = Field(None, gt=0, validation_alias=AliasChoices("frames", "num_frames"))
-    height: int | None = Field(None, gt=0)
-    width: int | None = Field(None, gt=0)
-    guidance: float | None = Field(None, ge=0.0, validation_alias=AliasChoices("guidance", "guidance_scale"))
-    negative: str | None = Field(None, validation_alias=AliasChoices("negative", "negative_prompt"))
-    words: list[str] | None = None
-    heads: Any = "all"
-    layers: Any = "all"
-    capture_steps: Any = "all"
-    value_norm: bool = False
-    previews: bool | None = None
-
-    @field_validator("heads", mode="before")
-    @classmethod
-    def _heads(cls, value: Any) -> Any:
-        return _selection(value, allow_mean=True)
-
-    @field_validator("layers", "capture_steps", mode="before")
-    @classmethod
-    def _indices(cls, value: Any) -> Any:
-        return _selection(value, allow_mean=False)
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`attnscope.generate` (unset options left out, so model defaults apply)."""
-        kwargs = {"num_inference_steps": self.steps, "num_frames": self.frames, "height": self.height,
-                  "width": self.width, "guidance_scale": self.guidance, "negative_prompt": self.negative,
-                  "words": self.words, "heads": self.heads, "layers": self.layers, "steps": self.capture_steps,
-                  "value_norm": self.value_norm, "previews": self.previews}
-        defaults = {"heads": "all", "layers": "all", "steps": "all", "value_norm": False}
-        return {k: v for k, v in kwargs.items() if v is not None and defaults.get(k, object()) != v}
+# one options model for the CLI, sweeps and the API (issue 10); the old name stays importable
+GenerateOptions = GenerationOptions
 
 
 class SweepSpec(BaseModel):
@@ -99,7 +39,7 @@ class SweepSpec(BaseModel):
     prompts: list[str] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     bends: list[list[dict[str, Any]] | None] = Field(default_factory=lambda: [None], min_length=1)
-    generate: GenerateOptions = Field(default_factory=GenerateOptions)
+    generate: GenerationOptions = Field(default_factory=GenerationOptions)
     word: str | None = None
 
     @field_validator("prompts")
@@ -113,7 +53,10 @@ class SweepSpec(BaseModel):
     @classmethod
     def _seeds(cls, value: Any) -> Any:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
-            return _selection(str(value), allow_mean=False)
+            try:
+                return parse_selection(str(value), "seeds")
+            except SelectionSyntaxError as exc:
+                raise ValueError(exc.reason) from None
         return value
 
     @field_validator("seeds")
@@ -168,8 +111,9 @@ def _valid_keys(errors: list[dict[str, Any]]) -> str:
     unknown = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
     if not unknown:
         return ""
-    model = GenerateOptions if unknown[0][0] == "generate" else SweepSpec
-    return f" (valid keys{' under generate' if model is GenerateOptions else ''}: {', '.join(model.model_fields)})"
+    model = GenerationOptions if unknown[0][0] == "generate" else SweepSpec
+    under = " under generate" if model is GenerationOptions else ""
+    return f" (valid keys{under}: {', '.join(model.model_fields)})"
 
 
 def parse_spec(data: Any, base: Path | None = None, source: str = "sweep") -> SweepSpec:
