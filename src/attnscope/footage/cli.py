@@ -51,14 +51,15 @@ def analyze_command(
 
     Example: attnscope analyze clip.mp4 --caption "a cat playing with a ball" -w cat -w ball --out runs/cat-footage
     """
-    from ..commands import parse_selection, try_preview
+    from ..commands import try_preview
     from ..models.loading import load_pipeline
+    from ..selection import parse_selection
     from .clip import read_footage
     from .run import analyze
 
     levels = parse_sigmas(sigmas)
-    heads_sel = parse_selection(heads, "heads", allow_mean=True)
-    layers_sel = parse_selection(layers, "layers")
+    heads_sel = parse_selection(heads, "--heads", allow_mean=True)
+    layers_sel = parse_selection(layers, "--layers")
     footage = read_footage(video)  # an unreadable clip fails before the model loads
     out = out or Path("runs") / f"{video.stem}-analyze"
     pipe = load_pipeline(model, device=device)
