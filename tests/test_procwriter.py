@@ -11,8 +11,8 @@ import torch
 import attnscope.store.procwriter as procwriter
 import attnscope.store.writer as writer_module
 from attnscope.store import RunWriter, open_run
+from attnscope.store.inline import InlineRunWriter
 from attnscope.store.procwriter import ProcessRunWriter, open_writer
-from attnscope.store.writer import InlineRunWriter
 
 WRITERS = {"thread": RunWriter, "process": ProcessRunWriter, "inline": InlineRunWriter}
 LAYERS, HEADS, WORDS, GRID = [0, 2, 4], [0, 1, 2], ["a", "b"], (2, 3, 4)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store import Run
-from ..store.writer import InlineRunWriter
+from ..store.inline import InlineRunWriter
 
 SLABS = ("maps", "prompt_mass", "value_norm", "value_proj", "self_prop")
 WRITER_KEYS = ("format", "complete", "num_steps", "grid", "layers", "heads", "steps")  # the writer sets these

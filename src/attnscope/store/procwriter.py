@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .writer import InlineRunWriter, RunStore, RunWriter, host_entry, host_step
+from .inline import InlineRunWriter
+from .writer import RunStore, RunWriter, host_entry, host_step
 
 SHM_DIR = "/dev/shm"
 SHM_BYTES = 1 << 30  # shared memory kept in flight (at least one step's worth, however large)

@@ -387,34 +387,3 @@ class RunWriter:
         self._queue.join()
         self._thread.join()
         self._check()
-
-
-class InlineRunWriter(RunWriter):
-    """:class:`RunWriter`'s API with every write done in the caller's thread, at ``end_step``.
-
-    Why: on a machine with few cores (the 2-core CPU box) a writer thread takes a core from torch's intra-op
-    threads for the whole step, which costs more than the write itself; writing a small run's step in place
-    costs only the write. On a GPU the thread writer keeps the disk off the denoising loop's critical path.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._thread = None
-        super().__init__(*args, **kwargs)
-
-    def _start(self) -> None:
-        return None
-
-    def _run(self, fn, args) -> None:
-        self._check()
-        try:
-            fn(*args)
-        except Exception as exc:
-            self._error = exc
-            raise RuntimeError(f"writing {self.path} failed") from exc
-
-    def flush(self) -> None:
-        self._check()
-
-    def close(self, complete: bool) -> None:
-        self._do_close(bool(complete))  # after an error: leaves the run marked incomplete
-        self._check()

@@ -1,0 +1,41 @@
+"""The inline writer: :class:`~.writer.RunWriter`'s API with every write done in the caller's thread.
+
+Used where a run is written in one go from memory (``attnscope analyze --draws`` averaging noise draws), and
+selectable for captures (``writer="inline"``), where a benchmark found it no cheaper than the thread writer on the
+2-core CPU (+9.5 % against +6.5 %, docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from .writer import RunWriter
+
+
+class InlineRunWriter(RunWriter):
+    """:class:`RunWriter`'s API with every write done in the caller's thread, at ``end_step``.
+
+    Why: on a machine with few cores (the 2-core CPU box) a writer thread takes a core from torch's intra-op
+    threads for the whole step, which costs more than the write itself; writing a small run's step in place
+    costs only the write. On a GPU the thread writer keeps the disk off the denoising loop's critical path.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._thread = None
+        super().__init__(*args, **kwargs)
+
+    def _start(self) -> None:
+        return None
+
+    def _run(self, fn, args) -> None:
+        self._check()
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._error = exc
+            raise RuntimeError(f"writing {self.path} failed") from exc
+
+    def flush(self) -> None:
+        self._check()
+
+    def close(self, complete: bool) -> None:
+        self._do_close(bool(complete))  # after an error: leaves the run marked incomplete
+        self._check()
