@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import attnscope.store.procwriter as procwriter
-import attnscope.store.writer as writer_module
+import attnscope.store.runstore as writer_module
 from attnscope.store import RunWriter, open_run
 from attnscope.store.inline import InlineRunWriter
 from attnscope.store.procwriter import ProcessRunWriter, open_writer

@@ -193,7 +193,7 @@ def test_summary_chunks_hold_one_word_when_a_words_slab_is_large():
 
 @pytest.mark.parametrize("deferred", [True, False])
 def test_small_runs_write_summaries_at_close_large_ones_per_step(tmp_path, monkeypatch, deferred):
-    import attnscope.store.writer as writer_module
+    import attnscope.store.runstore as writer_module
     from attnscope.store import RunWriter
 
     if not deferred:

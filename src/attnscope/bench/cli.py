@@ -50,21 +50,24 @@ def e2e_command(
                                "thread writer), thread, process, inline. Example: --writer thread,inline"),
     self_prop: bool = typer.Option(False, help="Also time capture with --self-prop (the maps propagated "
                                    "through each block's self-attention), side by side."),
+    compact: bool = typer.Option(False, help="Also time capture into a compact store (uint8 codes, one scale "
+                                 "per map), side by side."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.
 
-    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,process --self-prop
+    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,process --self-prop --compact
     """
     from .e2e import run_e2e_bench
 
     result = run_e2e_bench(model, steps=steps, repeats=repeats, device=device,
-                           writers=tuple(w.strip() for w in writer.split(",")), self_prop=self_prop)
+                           writers=tuple(w.strip() for w in writer.split(",")), self_prop=self_prop,
+                           compact=compact)
     med = result["median_s"]
     captures = ", ".join(f"{m} {med[m]:.3f} s ({result['ratios'][m] * 100:+.1f} % wall, "
-                         f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time)" for m in result["ratios"])
-    typer.echo(f"{model}: stock {med['stock']:.3f} s, {captures}, "
-               f"store {result['store_bytes_on_disk'] / 1e6:.2f} MB, identical: {result['output_identical']}")
+                         f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time, store "
+                         f"{result['store_bytes'].get(m, 0) / 1e6:.1f} MB)" for m in result["ratios"])
+    typer.echo(f"{model}: stock {med['stock']:.3f} s, {captures}, identical: {result['output_identical']}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))
 

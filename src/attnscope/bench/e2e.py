@@ -7,6 +7,7 @@ at the latents (the VAE decode is the same with and without capture).
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import statistics
@@ -45,17 +46,21 @@ def _full_size_pipeline(config: str, device: str):
 
 def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3, n_words: int = 8,
                   device: str | None = None, frames: int | None = None, height: int | None = None,
-                  width: int | None = None, writers: tuple[str, ...] = ("auto",), self_prop: bool = False) -> dict:
-    """Median wall time of a generation with and without capture; the store's size on disk.
+                  width: int | None = None, writers: tuple[str, ...] = ("auto",), self_prop: bool = False,
+                  compact: bool = False) -> dict:
+    """Median wall time of a generation with and without capture; the store's size on disk per mode.
 
     ``writers`` lists the writer modes to time side by side ("auto", "thread", "process", "inline"): mode "auto" is
     reported as "attnscope", the others as "attnscope_<mode>"; ``ratio`` and ``cpu_ratio`` are the first's.
     ``self_prop`` adds a mode "attnscope_self_prop": the first writer, also capturing the maps propagated through
-    each block's self-attention.
+    each block's self-attention. ``compact`` adds a mode "attnscope_compact": the first writer, storing uint8
+    codes with a scale per map (``precision="uint8"``, :mod:`attnscope.store.compact`).
     """
-    captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): (w, False) for w in writers}
+    captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): (w, False, "fp16") for w in writers}
     if self_prop:
-        captures["attnscope_self_prop"] = (writers[0], True)
+        captures["attnscope_self_prop"] = (writers[0], True, "fp16")
+    if compact:
+        captures["attnscope_compact"] = (writers[0], False, "uint8")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = Path(tempfile.mkdtemp(prefix="attnscope-e2e-"))
     if model in CONFIGS:
@@ -81,7 +86,8 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
     times: dict[str, list[float]] = {mode: [] for mode in ("stock", *captures)}
     cpu: dict[str, list[float]] = {mode: [] for mode in times}  # CPU time, all threads and the writer process
     outputs = {}
-    store_bytes = 0
+    store_bytes: dict[str, int] = {}
+    writer_busy: dict[str, list[float]] = {mode: [] for mode in captures}
     for i in range(repeats + 1):
         for mode in times:
             generator = torch.Generator(device=device).manual_seed(0)
@@ -91,20 +97,25 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             if mode == "stock":
                 out = pipe(generator=generator, **kwargs).frames
             else:
-                writer, propagate = captures[mode]
-                tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate)
-                with tr:
-                    if words is not None:
-                        tr.set_words(words, prompt_tokens)
-                    out = pipe(generator=generator, **kwargs).frames
+                writer, propagate, precision = captures[mode]
+                with _precision(precision):
+                    tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate,
+                               **({"precision": precision} if _TRACE_PRECISION else {}))
+                    with tr:
+                        if words is not None:
+                            tr.set_words(words, prompt_tokens)
+                        out = pipe(generator=generator, **kwargs).frames
+                        used = tr.writer
             _sync(device)
             dt, dc = time.perf_counter() - t0, _cpu_seconds() - c0
             if i > 0:
                 times[mode].append(dt)
                 cpu[mode].append(dc)
+                if mode != "stock" and used is not None:
+                    writer_busy[mode].append(used.busy_seconds)
             outputs[mode] = out
             if (store / "maps.zarr").exists():
-                store_bytes = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
+                store_bytes[mode] = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
                 shutil.rmtree(store)
     a = outputs["stock"]
     identical = all(bool(torch.equal(a, outputs[m])) if torch.is_tensor(a) else bool(np.array_equal(a, outputs[m]))
@@ -118,4 +129,27 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             "ratios": {m: med[m] / med["stock"] - 1.0 for m in captures},
             "cpu_ratios": {m: med_cpu[m] / med_cpu["stock"] - 1.0 for m in captures},
             "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu[first] / med_cpu["stock"] - 1.0,
-            "store_bytes_on_disk": store_bytes, "output_identical": identical}
+            "store_bytes_on_disk": store_bytes.get(first, 0), "store_bytes": store_bytes,
+            "writer_busy_s": writer_busy, "output_identical": identical}
+
+
+# trace(precision=...) is the capture's option for a compact store; until a Trace takes it, the writer reads
+# ATTNSCOPE_PRECISION (attnscope.store.procwriter.open_writer)
+_TRACE_PRECISION = "precision" in inspect.signature(Trace).parameters
+
+
+class _precision:
+    """Set ATTNSCOPE_PRECISION for one capture (restored after)."""
+
+    def __init__(self, precision: str) -> None:
+        self.precision, self.before = precision, None
+
+    def __enter__(self) -> None:
+        self.before = os.environ.get("ATTNSCOPE_PRECISION")
+        os.environ["ATTNSCOPE_PRECISION"] = self.precision
+
+    def __exit__(self, *exc) -> None:
+        if self.before is None:
+            os.environ.pop("ATTNSCOPE_PRECISION", None)
+        else:
+            os.environ["ATTNSCOPE_PRECISION"] = self.before

@@ -9,7 +9,7 @@ recycled shared-memory blocks (numpy copies release the GIL) and posts a small m
 (no torch, no CUDA) owns the :class:`~attnscope.store.writer.RunStore` and does every zarr write and meta.json
 rewrite.
 
-Messages to the process: ("step", step, positions, {name: (block, shape)}, entry), ("preview", step, frames),
+Messages to the process: ("step", step, positions, {name: (block, shape, dtype)}, entry), ("preview", step, frames),
 ("meta", items), ("sync",), ("close", complete). Replies: ("free", blocks) once a step's blocks are written,
 ("synced" | "closed", steps recorded, bytes, busy seconds), ("error", traceback text).
 """
@@ -28,16 +28,18 @@ from typing import Any
 import numpy as np
 
 from .inline import InlineRunWriter
-from .writer import RunStore, RunWriter, host_entry, host_step
+from .runstore import RunStore
+from .writer import RunWriter, host_entry, host_step
 
 SHM_DIR = "/dev/shm"
 SHM_BYTES = 1 << 30  # shared memory kept in flight (at least one step's worth, however large)
 POLL_SECONDS = 1.0  # how often a waiting side checks that the other is still alive
 
 
-def open_writer(*args, mode: str = "auto", **kwargs) -> RunWriter:
+def open_writer(*args, mode: str = "auto", precision: str | None = None, **kwargs) -> RunWriter:
     """The writer for a capture: ``mode`` is "thread", "process", "inline" or "auto" (``ATTNSCOPE_WRITER``
-    overrides auto).
+    overrides auto); ``precision`` is "fp16" (lossless, the default) or "uint8" (compact, :mod:`.compact`), and
+    None reads ``ATTNSCOPE_PRECISION`` (default "fp16").
 
     Auto is the thread writer. On an H200 at Wan2.1-1.3B size the process writer cost no less per captured
     forward (+1.9 % against +0.9 %, docs/benchmarks.md) once capture stopped synchronizing the GPU, so the
@@ -52,7 +54,8 @@ def open_writer(*args, mode: str = "auto", **kwargs) -> RunWriter:
     writers = {"thread": RunWriter, "process": ProcessRunWriter, "inline": InlineRunWriter}
     if mode not in writers:
         raise ValueError(f"writer mode {mode!r}: choose thread, process, inline or auto")
-    return writers[mode](*args, **kwargs)
+    precision = precision or os.environ.get("ATTNSCOPE_PRECISION") or "fp16"
+    return writers[mode](*args, precision=precision, **kwargs)
 
 
 def _shm_free() -> int:
@@ -88,7 +91,7 @@ class ProcessRunWriter(RunWriter):
 
     # ---- staging thread ---------------------------------------------------------------------------------------
     def _do_step(self, step: int, layers: dict[int, tuple[dict, object]], entry: dict[str, Any]) -> None:
-        positions, slabs = host_step(layers)
+        positions, slabs = host_step(layers, self.precision)
         self._wait_for_room(sum(sum(value.nbytes for value in values) for values in slabs.values()))
         blocks = {name: self._stage(values) for name, values in slabs.items()}
         self._release_host(layers)
@@ -126,18 +129,18 @@ class ProcessRunWriter(RunWriter):
             if self._error is not None:  # the process failed: it writes nothing more, so stop staging
                 raise self._error
 
-    def _stage(self, values: list[np.ndarray]) -> tuple[str, tuple[int, ...]]:
-        """Copy one array's slabs (stacked in layer order) into a free shared block; its name and shape."""
-        shape = (len(values), *values[0].shape)
-        nbytes = int(np.prod(shape)) * 2
+    def _stage(self, values: list[np.ndarray]) -> tuple[str, tuple[int, ...], str]:
+        """Copy one array's slabs (stacked in layer order) into a free shared block; its name, shape, dtype."""
+        shape, dtype = (len(values), *values[0].shape), values[0].dtype
+        nbytes = int(np.prod(shape)) * dtype.itemsize
         free = self._free.get(nbytes)
         block = self._blocks[free.pop()] if free else self._new_block(nbytes)
         self._in_use += nbytes
-        dst = np.ndarray(shape, np.float16, buffer=block.buf)
+        dst = np.ndarray(shape, dtype, buffer=block.buf)
         for i, value in enumerate(values):
             np.copyto(dst[i], value)  # a plain memory copy: numpy releases the GIL
         del dst  # a block with a live view cannot be closed
-        return block.name, shape
+        return block.name, shape, dtype.str
 
     def _new_block(self, nbytes: int) -> SharedMemory:
         free = _shm_free() if os.path.isdir(SHM_DIR) else nbytes
@@ -197,15 +200,15 @@ def _serve(store: RunStore, inbox, outbox) -> None:
                     try:
                         if not failed:
                             t0 = time.perf_counter()
-                            arrays = {name: np.ndarray(shape, np.float16, buffer=_attach(attached, block).buf)
-                                      for name, (block, shape) in blocks.items()}
+                            arrays = {name: np.ndarray(shape, dtype, buffer=_attach(attached, block).buf)
+                                      for name, (block, shape, dtype) in blocks.items()}
                             if positions:
                                 written += store.write_step(step, positions, arrays)
                             del arrays
                             busy += time.perf_counter() - t0
                             store.record_step(entry)
                     finally:
-                        outbox.put(("free", [block for block, _ in blocks.values()]))
+                        outbox.put(("free", [block for block, _, _ in blocks.values()]))
                 elif failed:
                     pass
                 elif kind == "preview":

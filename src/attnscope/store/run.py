@@ -11,6 +11,7 @@ import xarray as xr
 import zarr
 
 from ..errors import RunFormatError
+from .compact import SCALE, Dequantized
 from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS
 
 
@@ -18,7 +19,8 @@ class Run:
     """A captured run: ``maps``, ``prompt_mass`` (lazy xarray over zarr), ``meta``, ``words``.
 
     Arrays are read lazily chunk by chunk (one chunk = one (step, layer) slab), so selecting one step and layer
-    reads one chunk, whatever the size of the run.
+    reads one chunk, whatever the size of the run. A compact run (``precision`` "uint8") reads back as the same
+    float16 arrays, within ``meta["precision"]["max_abs_error"]`` of each map's maximum.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -49,6 +51,11 @@ class Run:
         return [s["index"] for s in self.meta.get("steps", [])]
 
     @property
+    def precision(self) -> str:
+        """"fp16" (lossless; runs written before the option existed) or "uint8" (compact)."""
+        return "uint8" if self.meta.get("precision", {}).get("dtype") == "uint8" else "fp16"
+
+    @property
     def video_path(self) -> Path | None:
         p = self.path / "video.mp4"
         return p if p.exists() else None
@@ -60,11 +67,14 @@ class Run:
             raise RunFormatError(f"{self.path} has no maps.zarr; the run never captured a step")
         return zarr.open_group(store, mode="r")
 
-    def array(self, name: str) -> zarr.Array | None:
+    def array(self, name: str) -> zarr.Array | Dequantized | None:
         """The zarr array ``name`` (e.g. "maps"), or None when the run lacks it: for direct indexing, where a
-        lazy xarray's graph would cost more than reading one chunk."""
+        lazy xarray's graph would cost more than reading one chunk. A compact array comes as a
+        :class:`~attnscope.store.compact.Dequantized` view: indexing it gives float16 values all the same."""
         if name not in self._arrays:
-            self._arrays[name] = self._group.get(name, None)
+            array = self._group.get(name, None)
+            scale = self._group.get(name + SCALE, None) if array is not None else None
+            self._arrays[name] = array if scale is None else Dequantized(array, scale)
         return self._arrays[name]
 
     def summary(self, estimator: str = "raw") -> zarr.Array | None:
@@ -87,7 +97,10 @@ class Run:
             return None
         import dask.array as da  # lazy: only readers need dask
 
-        data = da.from_zarr(array, chunks=array.chunks)
+        if isinstance(array, Dequantized):
+            data = da.from_array(array, chunks=array.chunks, name=False, asarray=True)
+        else:
+            data = da.from_zarr(array, chunks=array.chunks)
         return xr.DataArray(data, dims=dims, coords=self._coords(dims), name=name)
 
     @cached_property

@@ -4,16 +4,13 @@ Why streaming: a 50-step Wan2.1 run holds ~10^9 values; keeping them in memory i
 interrupted run should leave every finished step readable. ``meta.json`` is rewritten atomically after each step,
 so a reader never sees a half-written file.
 
-Two parts: :class:`RunStore` owns the zarr arrays and meta.json (one owner, no locking); :class:`RunWriter` feeds
-it from a background thread. :mod:`.procwriter` runs the same ``RunStore`` in a writer process instead, for GPU
-captures (see there why).
+Two parts: :class:`~attnscope.store.runstore.RunStore` owns the zarr arrays and meta.json (one owner, no locking);
+:class:`RunWriter` here feeds it from a background thread. :mod:`.procwriter` runs the same ``RunStore`` in a
+writer process instead, for GPU captures (see there why).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -21,36 +18,22 @@ from queue import Queue
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec
 
-from ..errors import RunExistsError
-from .layout import EPS, MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS, is_run
+from .compact import SCALE, check_precision, dequantize, quantize, quantized
+from .layout import EPS, SUMMARIES
+from .runstore import DEFER_SUMMARY_BYTES, FORMAT, SUMMARY_CHUNK_BYTES, RunStore, summary_words, write_meta  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
 
-FORMAT = "attnscope.run/1"
-SUMMARY_CHUNK_BYTES = 1 << 20
-DEFER_SUMMARY_BYTES = 64 << 20  # summaries up to this size stay in memory until the run closes
 
-
-def _compressor() -> BloscCodec:
-    # zstd level 1 inside blosc with bit shuffle: fast enough to keep up with a GPU; fp16 maps of trained models
-    # compress a little (random ones barely), so a heavier level would only cost time.
-    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
-
-
-def write_meta(path: Path, meta: dict[str, Any]) -> None:
-    """Write ``meta.json`` atomically (temp file + rename) so readers never see a partial file."""
-    tmp = path / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
-    os.replace(tmp, path / "meta.json")
-
-
-def _as_numpy(value) -> np.ndarray:
+def _as_numpy(name: str, value) -> np.ndarray:
+    """A host tensor or array as numpy (a view of a pinned buffer: stacked/encoded before release); float values
+    as float16, the stored precision, except the float32 scales of compact codes."""
     value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-    return value.astype(np.float16, copy=False)  # a view of a pinned buffer: stacked/encoded before release
+    if name.endswith(SCALE) or not np.issubdtype(value.dtype, np.floating):
+        return value
+    return value.astype(np.float16, copy=False)
 
 
 def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
@@ -69,170 +52,36 @@ def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
             SUMMARIES["renorm"]: (m / w).mean(-5).half()}
 
 
-def summary_words(layers: int, words: int, grid: tuple[int, int, int]) -> int:
-    """Words per summary chunk: one when a word's slab of all layers is large (a viewer reads one word's summary
-    without decoding the others'), several up to ``SUMMARY_CHUNK_BYTES`` when it is small (a toy run's would be
-    20 KB chunks, whose per-chunk cost the writer would pay on every step)."""
-    per_word = layers * grid[0] * grid[1] * grid[2] * 2  # fp16
-    return max(1, min(words, SUMMARY_CHUNK_BYTES // per_word))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in meta.json")
-
-
-class RunStore:
-    """The zarr side of a Run folder: creates it, writes slabs, summaries, previews and meta.json.
-
-    Not thread-safe: exactly one thread (of this process, or of the writer process) owns it after creation.
-    Pickling it carries only what reopening needs, so a writer process reopens the arrays the caller created
-    (creating them in the caller keeps errors such as an existing run synchronous).
-    Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
-    (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab. A
-    small run's summaries are written once, at close; until then readers fall back to the slabs.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        meta: dict[str, Any],
-        *,
-        words: list[str],
-        layers: list[int],
-        heads: list[int | str],
-        num_steps: int,
-        grid: tuple[int, int, int],
-        extras: tuple[str, ...] = (),
-        overwrite: bool = False,
-    ) -> None:
-        self.path = Path(path)
-        if is_run(self.path):
-            if not overwrite:
-                raise RunExistsError(
-                    f"{self.path} already holds a run; choose another --out or pass --overwrite to replace it"
-                )
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.words, self.layers, self.heads = list(words), list(layers), list(heads)
-        f, y, x = grid
-        n_h, n_w, n_l = len(self.heads), len(self.words), len(self.layers)
-        self.meta = dict(meta)
-        self.meta.update(
-            format=FORMAT,
-            complete=False,
-            num_steps=num_steps,
-            grid={"frames": f, "height": y, "width": x},
-            layers=self.layers,
-            heads=self.heads,
-            steps=[],
-        )
-        self.meta.setdefault("words", [{"label": w} for w in self.words])
-        write_meta(self.path, self.meta)
-        group = zarr.open_group(self.path / "maps.zarr", mode="w", zarr_format=3)
-        common = dict(dtype="float16", fill_value=np.nan, compressors=[_compressor()])
-        group.create_array("maps", shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
-                           dimension_names=MAPS_DIMS, **common)
-        group.create_array("prompt_mass", shape=(num_steps, n_l, n_h, f, y, x), chunks=(1, 1, n_h, f, y, x),
-                           dimension_names=MASS_DIMS, **common)
-        for name in extras:
-            group.create_array(name, shape=(num_steps, n_l, n_h, n_w, f, y, x), chunks=(1, 1, n_h, n_w, f, y, x),
-                               dimension_names=MAPS_DIMS, **common)
-        self._slab_names = ("maps", "prompt_mass", *extras)
-        self._summary_shape = (num_steps, n_l, n_w, f, y, x)
-        self._summary_chunks = (1, n_l, summary_words(n_l, n_w, grid), f, y, x)
-        # a small run keeps its summaries in memory and writes each once at close: per-step writes of a few KB
-        # would cost the writer a zarr call per array per step, on the CPU beside the denoising loop
-        self._deferred = np.prod(self._summary_shape) * 2 * len(SUMMARIES) <= DEFER_SUMMARY_BYTES
-        if not self._deferred:
-            for name in SUMMARIES.values():
-                self._summary_array(name, group)
-        self.previews: zarr.Array | None = None
-        self._open()
-
-    def _open(self) -> None:
-        self.group = zarr.open_group(self.path / "maps.zarr", mode="r+")
-        self.arrays: dict[str, Any] = {name: self.group[name] for name in self._slab_names}
-        for name in SUMMARIES.values():
-            self.arrays[name] = (np.full(self._summary_shape, np.nan, np.float16) if self._deferred
-                                 else self.group[name])
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("group", "arrays")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._open()
-
-    def _summary_array(self, name: str, group: zarr.Group | None = None) -> zarr.Array:
-        return (group or self.group).create_array(
-            name, shape=self._summary_shape, chunks=self._summary_chunks, dimension_names=SUMMARY_DIMS,
-            dtype="float16", fill_value=np.nan, compressors=[_compressor()])
-
-    def write_step(self, step: int, positions: list[int], blocks: dict[str, np.ndarray]) -> int:
-        """Write a step's slabs: ``blocks[name]`` stacks the layers at ``positions`` (indices into ``layers``).
-
-        One zarr call per array when every layer is present (zarr writes the chunks together). Returns the
-        uncompressed bytes written.
-        """
-        full = list(positions) == list(range(len(self.layers)))
-        for name, block in blocks.items():
-            if full:
-                self.arrays[name][step] = block
-            else:
-                for i, pos in enumerate(positions):
-                    self.arrays[name][step, pos] = block[i]
-        return sum(block.nbytes for block in blocks.values())
-
-    def write_preview(self, step: int, frames: np.ndarray) -> None:
-        if self.previews is None:
-            t, h, w, c = frames.shape
-            self.previews = zarr.create_array(
-                self.path / "previews.zarr", shape=(self.meta["num_steps"], t, h, w, c),
-                chunks=(1, t, h, w, c), dtype="uint8", fill_value=0, dimension_names=PREVIEW_DIMS,
-                compressors=[_compressor()], zarr_format=3,
-            )
-        self.previews[step] = frames
-
-    def record_step(self, entry: dict[str, Any]) -> None:
-        """List a step in meta.json (call after its slabs are written)."""
-        self.meta["steps"].append(entry)
-        write_meta(self.path, self.meta)
-
-    def update_meta(self, items: dict[str, Any]) -> None:
-        self.meta.update(items)
-        write_meta(self.path, self.meta)
-
-    def close(self, complete: bool) -> None:
-        """Write a small run's summaries (runs whose steps never finished get none) and the final meta.json."""
-        if self._deferred and self.meta["steps"]:
-            for name in SUMMARIES.values():
-                self._summary_array(name)[...] = self.arrays[name]
-        self.meta["complete"] = bool(complete)
-        write_meta(self.path, self.meta)
-
-
-def host_step(layers: dict[int, tuple[dict, object]]) -> tuple[list[int], dict[str, list[np.ndarray]]]:
-    """A step's slabs as host numpy arrays, per array name in layer order, with summaries.
+def host_step(layers: dict[int, tuple[dict, object]],
+              precision: str = "fp16") -> tuple[list[int], dict[str, list[np.ndarray]]]:
+    """A step's slabs as host numpy arrays, per array name in layer order, with summaries, encoded for
+    ``precision`` (compact: uint8 codes plus ``<name>_scale``).
 
     ``layers`` maps a layer position to (slabs, ready); ``ready`` is a CUDA event to wait on (an asynchronous
     device-to-host copy in flight; waiting releases the GIL). Slabs without summaries (callers that pass numpy)
-    get them here, with the same arithmetic the capture uses on device.
+    get them here, with the same arithmetic the capture uses on device. Float slabs of a compact run are
+    quantized here (torch on the host); a capture that quantized on its device hands over codes and scales.
     """
     for _, ready in layers.values():
         if ready is not None:
             ready.synchronize()
     positions = sorted(layers)
-    slabs = [{name: _as_numpy(value) for name, value in layers[pos][0].items()} for pos in positions]
+    slabs = [{name: _as_numpy(name, value) for name, value in layers[pos][0].items()} for pos in positions]
     for values in slabs:
         if not all(name in values for name in SUMMARIES.values()):
-            values.update({name: mean.numpy() for name, mean in summaries_of(values["maps"],
-                                                                           values["prompt_mass"]).items()})
+            maps, mass = (_decoded(values, name) for name in ("maps", "prompt_mass"))
+            values.update({name: mean.numpy() for name, mean in summaries_of(maps, mass).items()})
+        if precision == "uint8":
+            for name in [n for n, v in values.items() if quantized(n, precision) and v.dtype != np.uint8]:
+                codes, scale = quantize(values[name])
+                values[name], values[name + SCALE] = codes.numpy(), scale.numpy()
     names = slabs[0].keys() if slabs else ()
     return positions, {name: [values[name] for values in slabs] for name in names}
+
+
+def _decoded(values: dict[str, np.ndarray], name: str) -> np.ndarray:
+    value = values[name]
+    return dequantize(value, values[name + SCALE]) if value.dtype == np.uint8 else value
 
 
 def host_entry(entry: dict[str, Any]) -> dict[str, Any]:
@@ -263,9 +112,11 @@ class RunWriter:
         extras: tuple[str, ...] = (),
         overwrite: bool = False,
         release=None,
+        precision: str = "fp16",
     ) -> None:
+        self.precision = check_precision(precision)
         self.store = RunStore(path, meta, words=words, layers=layers, heads=heads, num_steps=num_steps, grid=grid,
-                              extras=extras, overwrite=overwrite)
+                              extras=extras, overwrite=overwrite, precision=precision)
         self.path = self.store.path
         self._release = release  # called with each host tensor once written (returns pinned buffers to a pool)
         self._layer_pos = {layer: i for i, layer in enumerate(self.store.layers)}
@@ -274,6 +125,7 @@ class RunWriter:
         self._pending: dict[int, dict[int, tuple[dict, object]]] = {}
         self.bytes_written = 0  # uncompressed bytes of slabs written, and the writer's busy time for them
         self.busy_seconds = 0.0
+        self._stacks: dict[tuple, np.ndarray] = {}  # a step's stacked blocks, reused: no fresh pages per step
         self._start()
 
     def _start(self) -> None:
@@ -300,13 +152,20 @@ class RunWriter:
     # ---- run in the writer thread; ProcessRunWriter forwards them to its process instead --------------------
     def _do_step(self, step: int, layers: dict[int, tuple[dict, object]], entry: dict[str, Any]) -> None:
         t0 = time.perf_counter()
-        positions, slabs = host_step(layers)
+        positions, slabs = host_step(layers, self.precision)
         if positions:
             self.bytes_written += self.store.write_step(step, positions,
-                                                        {name: np.stack(values) for name, values in slabs.items()})
+                                                        {name: self._stack(name, values) for name, values
+                                                         in slabs.items()})
         self.busy_seconds += time.perf_counter() - t0
         self._release_host(layers)
         self.store.record_step(host_entry(entry))
+
+    def _stack(self, name: str, values: list[np.ndarray]) -> np.ndarray:
+        key = (name, len(values), values[0].shape, values[0].dtype)
+        if key not in self._stacks:
+            self._stacks[key] = np.empty((len(values), *values[0].shape), values[0].dtype)
+        return np.stack(values, out=self._stacks[key])
 
     def _do_preview(self, step: int, frames: np.ndarray) -> None:
         self.store.write_preview(step, frames)
