@@ -76,9 +76,11 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
         words = {f"w{i}": [1 + 2 * i] for i in range(n_words)}
         prompt_tokens = 24
     else:
+        from ..models.info import model_info
+
         pipe = load_pipeline(model, device=device)
         pipe.set_progress_bar_config(disable=True)
-        options = dict(pipe._attnscope_defaults)
+        options = dict(model_info(pipe).defaults)
         options.update({k: v for k, v in dict(num_inference_steps=steps, num_frames=frames, height=height,
                                                 width=width).items() if v is not None})
         kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
