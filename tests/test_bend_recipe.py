@@ -48,7 +48,8 @@ def test_to_json_round_trips_through_json_text():
 def test_every_registered_bend_dumps_and_reloads():
     for (target, op), model in BENDS.items():
         required = {k: v for k, v in {"word": "cat", "heads": [0], "degrees": 30.0, "factor": 2.0, "sigma": 1.0,
-                                      "amount": 0.5, "level": 0.5, "frames": 1, "scale": 2.0, "std": 0.1}.items()
+                                      "amount": 0.5, "level": 0.5, "frames": 1, "scale": 2.0, "std": 0.1,
+                                      "source": "runs/a"}.items()
                     if k in model.model_fields}
         recipe = load_recipe([{"target": target, "op": op, **required}])
         assert load_recipe(recipe.to_json()) == recipe, (target, op)

@@ -83,6 +83,7 @@ def _mount() -> None:
     app.command("export")(export_command)
     app.command("sweep")(sweep_command)
     app.command("eval")(eval_command)
+    app.command("bend-eval")(__import__("attnscope.bend.cli", fromlist=["x"]).bend_eval_command)
     app.add_typer(bench_app, name="bench", help="Measure capture cost side by side.")
     app.add_typer(toy_app, name="toy", help="The toy world: train and check the shipped toy model.")
 

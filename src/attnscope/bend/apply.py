@@ -10,6 +10,7 @@ over, so the bends edit them in place (the logits of a large model are gigabytes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +18,19 @@ import torch
 
 from . import maps
 from .activations import ChannelPicker, bend_hidden, noise_seed
-from .recipe import ActivationBend, AttentionBend, AttentionMapBend, Bend, BendRecipeError, HeadBend, Recipe
+from .defaults import apply_defaults, is_toy_transformer, load_defaults
+from .recipe import (
+    ActivationBend,
+    AttentionBend,
+    AttentionMapBend,
+    AttentionSwapBend,
+    Bend,
+    BendRecipeError,
+    HeadBend,
+    Recipe,
+)
+from .swap import SwapSource
+from .targets import TargetResolver
 
 __all__ = ["Bender"]
 
@@ -31,6 +44,7 @@ class Call(Protocol):
     branch: str
     expert: str
     grid: tuple[int, int, int]
+    prompt_tokens: int  # real (non-padding) text tokens, the end-of-sequence token last
 
 
 class State(Protocol):
@@ -48,25 +62,91 @@ def _where(index: int, bend: Bend) -> str:
 
 
 class Bender:
-    """A recipe bound to one prompt's words (label -> token indices into the 512 text keys)."""
+    """A recipe bound to one prompt's words (label -> token indices into the 512 text keys).
 
-    def __init__(self, recipe: Recipe, words: dict[str, list[int]], run_dir: str | Path | None = None) -> None:
+    ``prompt`` and ``tokenizer`` (or ``resolve``: names -> {label: token indices}) let targets name any phrase
+    exactly as capture resolves it; without them a phrase resolves when its words are consecutive words of the
+    prompt. ``model``: ``"toy"`` applies the toy model's measured per-op defaults (``bend_defaults.json``) to bends
+    that leave ``steps``/``layers`` unset, a path another such file, ``"none"`` none; left None, the defaults apply
+    when :meth:`install_block_hooks` sees the toy model's architecture.
+    """
+
+    def __init__(self, recipe: Recipe, words: dict[str, list[int]], run_dir: str | Path | None = None, *,
+                 prompt: str | None = None, tokenizer=None,
+                 resolve: Callable[[list[str]], dict[str, list[int]]] | None = None,
+                 model: str | Path | None = None) -> None:
         self.recipe = recipe
         self.words = {label: list(tokens) for label, tokens in words.items()}
+        self.targets = TargetResolver(self.words, prompt=prompt, tokenizer=tokenizer, resolve=resolve)
+        self._eos = self.targets.eos()
+        self.model = model
+        self.defaults_applied: str | None = None
         live = [(i, b) for i, b in enumerate(recipe.bends) if not b.is_identity()]
+        self._tokens: dict[int, list[int]] = {}
+        self.swaps: dict[int, SwapSource] = {}
         for i, bend in live:
-            if isinstance(bend, AttentionBend) and bend.word not in self.words:
-                raise BendRecipeError(f"{_where(i, bend)}: word {bend.word!r} is not in the prompt; the prompt's "
-                                      f"words are: {', '.join(self.words)}")
-        self.logit_bends = [(i, b) for i, b in live if isinstance(b, AttentionBend) and b.op == "reweight"]
-        self.map_bends = [(i, b) for i, b in live if isinstance(b, AttentionMapBend)]
+            if isinstance(bend, AttentionSwapBend):
+                self.swaps[i] = SwapSource(i, bend, self.targets)
+            elif isinstance(bend, AttentionBend):
+                self._tokens[i] = self.targets.check(bend.phrases, _where(i, bend))
+        self._bind(live)
+        self.channels = ChannelPicker(run_dir)
+        self._checked: set[tuple[int, int, tuple[int, int, int]]] = set()
+        self._columns: dict[tuple[int, int, int, str], torch.Tensor] = {}
+        if model is not None and str(model) != "none":
+            self._use_defaults(str(model))
+
+    def _bind(self, live: list[tuple[int, Bend]]) -> None:
+        self.live = live
+        attention = [(i, b) for i, b in live if isinstance(b, AttentionBend)]
+        self.logit_bends = [(i, b) for i, b in attention if b.op == "reweight" and b.renormalize == "all"]
+        self.map_bends = [(i, b) for i, b in attention
+                          if isinstance(b, AttentionMapBend) or (b.op == "reweight" and b.renormalize == "real")]
+        self.map_bends += [(i, b) for i, b in live if isinstance(b, AttentionSwapBend)]
+        self.map_bends.sort(key=lambda item: item[0])  # recipe order
         self.head_bends = [(i, b) for i, b in live
                            if isinstance(b, HeadBend) or (b.target, b.op) == ("layer", "skip_cross_attention")]
         self.block_bends = [(i, b) for i, b in live
                             if isinstance(b, ActivationBend) or (b.target, b.op) == ("layer", "skip_block")]
         self.call_bends = self.logit_bends + self.map_bends + self.head_bends
-        self.channels = ChannelPicker(run_dir)
-        self._checked: set[tuple[int, int, tuple[int, int, int]]] = set()
+
+    def _use_defaults(self, model: str) -> None:
+        """Bends that left steps/layers unset take the model's measured per-op defaults."""
+        defaults = load_defaults(model)
+        if not defaults:
+            return
+        live = [(i, apply_defaults(i, b, defaults)) for i, b in self.live]
+        for i, bend in live:
+            if i in self.swaps:
+                self.swaps[i].bend = bend
+        self._bind(live)
+        self.defaults_applied = model
+
+    def applied(self) -> list[dict[str, Any]]:
+        """The recipe as it acts (measured defaults filled in), as dicts like ``Recipe.to_json``; identities are
+        kept as written (they never act)."""
+        acting = dict(self.live)
+        return [(acting.get(i, b)).model_dump(mode="json") for i, b in enumerate(self.recipe.bends)]
+
+    def columns(self, index: int, bend: Bend, call: Call, keys: int, device: torch.device) -> torch.Tensor:
+        """The text columns a target bends in this call: its tokens, then EOS and the padding sink if asked."""
+        prompt_tokens = int(getattr(call, "prompt_tokens", 0) or 0)
+        key = (index, prompt_tokens, keys, str(device))
+        if key not in self._columns:
+            cols = list(self._tokens[index])
+            if bend.with_eos:
+                eos = self._eos if self._eos is not None else (prompt_tokens - 1 if prompt_tokens > 0 else None)
+                if eos is None:
+                    raise BendRecipeError(f"{_where(index, bend)}: the end-of-sequence token is unknown (the call "
+                                          "does not say how many real tokens the prompt has)")
+                if eos not in cols:
+                    cols.append(eos)
+            if bend.padding:
+                if prompt_tokens <= 0:
+                    raise BendRecipeError(f"{_where(index, bend)}: padding needs the prompt's real token count")
+                cols.extend(range(prompt_tokens, keys))
+            self._columns[key] = torch.tensor(cols, device=device)
+        return self._columns[key]
 
     @property
     def cluster_files(self) -> list[str]:
@@ -115,8 +195,8 @@ class Bender:
     def pre_softmax(self, logits: torch.Tensor, call: Call) -> torch.Tensor:
         """``reweight``: add log(scale) to the word's logits (B, heads, S, L); scale 0 gives -inf (word removed)."""
         self._check(logits.shape[1], call.num_steps, call.grid)
-        for _, bend in self._selected(self.logit_bends, call):
-            cols = torch.tensor(self.words[bend.word], device=logits.device)
+        for i, bend in self._selected(self.logit_bends, call):
+            cols = self.columns(i, bend, call, logits.shape[-1], logits.device)
             word = logits.index_select(-1, cols)  # (B, heads, S, T): the word's token columns
             offset = math.log(bend.scale) if bend.scale > 0 else -math.inf
             if bend.heads is None:
@@ -132,9 +212,15 @@ class Bender:
         frames, height, width = call.grid
         if probs.shape[2] != frames * height * width:
             raise RuntimeError(f"{probs.shape[2]} video tokens do not fill the grid {call.grid}")
-        for _, bend in self._selected(self.map_bends, call):
-            cols = torch.tensor(self.words[bend.word], device=probs.device)
+        for i, bend in self._selected(self.map_bends, call):
+            if i in self.swaps:
+                probs = self.swaps[i].apply(probs, call)
+                continue
+            cols = self.columns(i, bend, call, probs.shape[-1], probs.device)
             heads = slice(None) if bend.heads is None else bend.heads
+            if bend.op == "reweight":
+                self._reweight_real(probs, cols, bend, call, heads)
+                continue
             word = probs.index_select(-1, cols)  # (B, heads, S, T)
             grid_maps = word[:, heads].movedim(-1, 2).unflatten(-1, (frames, height, width))  # (B, h, T, F, Y, X)
             bent = maps.transform(grid_maps, bend.op, **bend.params())
@@ -152,6 +238,20 @@ class Bender:
                     rows = probs[:, heads]  # (B, h, S, L)
                     probs[:, heads] = rows / rows.sum(dim=-1, keepdim=True).clamp_min(tiny)
         return probs
+
+    @staticmethod
+    def _reweight_real(probs: torch.Tensor, cols: torch.Tensor, bend: Bend, call: Call, heads) -> None:
+        """``reweight`` with ``renormalize: real``: the target's probabilities times ``scale``, then the prompt's
+        real tokens (and the target) rescaled to the total they had; the padding sink keeps its mass."""
+        real = sorted(set(range(int(call.prompt_tokens))) | set(cols.tolist()))
+        real = torch.tensor(real, device=probs.device)
+        rows = probs[:, heads]  # (B, h, S, L)
+        before = rows.index_select(-1, real).sum(-1, keepdim=True)
+        rows.index_copy_(-1, cols, rows.index_select(-1, cols) * bend.scale)
+        after = rows.index_select(-1, real).sum(-1, keepdim=True)
+        factor = torch.where(after > 0, before / after.clamp_min(torch.finfo(probs.dtype).tiny), 1.0)
+        rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
+        probs[:, heads] = rows
 
     def on_head_outputs(self, out: torch.Tensor, call: Call) -> torch.Tensor:
         """Head ``ablate``/``multiply`` on out (B, S, heads, head_dim); ``skip_cross_attention`` returns zeros."""
@@ -172,6 +272,8 @@ class Bender:
 
         ``state`` is read when a hook runs (step, num_steps, branch, expert, grid of the forward in progress).
         """
+        if self.model is None and any(is_toy_transformer(t) for t in transformers.values()):
+            self._use_defaults("toy")
         handles: list[Any] = []
         for transformer in transformers.values():
             blocks = transformer.blocks

@@ -115,6 +115,9 @@ class Noise(Strict):
 
 class Reweight(Strict):
     scale: float = Field(ge=0.0)  # multiplies exp(logit): 0 removes the word, 2 doubles its weight
+    # "all": the softmax over all 512 keys renormalizes (lost mass goes to every key, the padding sink too);
+    # "real": the word's probabilities times scale, then the prompt's real tokens rescaled to their old total
+    renormalize: Literal["all", "real"] = "all"
 
     def is_identity(self) -> bool:
         return self.scale == 1.0

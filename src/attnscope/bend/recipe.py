@@ -35,7 +35,7 @@ from .params import (
     Strict,
 )
 
-__all__ = ["BENDS", "Bend", "BendRecipeError", "Recipe", "load_recipe", "parse_bend"]
+__all__ = ["BENDS", "AttentionSwapBend", "Bend", "BendRecipeError", "Recipe", "load_recipe", "parse_bend"]
 
 
 class BendRecipeError(AttnscopeError):
@@ -144,7 +144,7 @@ class Bend(Strict):
 
     def params(self) -> dict[str, Any]:
         """The op's own parameters (not selection, not bookkeeping)."""
-        skip = set(Bend.model_fields) | {"word", "heads", "renormalize", "channels"}
+        skip = set(Bend.model_fields) | {"word", "object", "eos", "padding", "heads", "renormalize", "channels"}
         return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
 
     def is_identity(self) -> bool:
@@ -153,19 +153,109 @@ class Bend(Strict):
 
 
 # ---- per-target bases ------------------------------------------------------------------------------------------
-class _Word(Strict):
-    word: str
+def _word_target(value: Any) -> str | list[str] | None:
+    """A word, a phrase, a repeated word's label (``cat (2)``) or a list of them; a one-item list is that item."""
+    if value is None or isinstance(value, str):
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("name a word or phrase of the prompt")
+        return value.strip() if isinstance(value, str) else None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
+        items = [v.strip() for v in value]
+        return items[0] if len(items) == 1 else items
+    raise ValueError(f"expected a word, a phrase or a list of them, got {value!r}")
+
+
+class _Target(Strict):
+    """Which text tokens a bend acts on: ``word`` (word, phrase, ``cat (2)`` label or list) or ``object``.
+
+    ``object: red circle`` bends every token of the phrase together with the prompt's end-of-sequence token
+    (``eos``, on by default for objects) and, with ``padding: true``, the padding sink (every padding key).
+    """
+
+    word: Annotated[Any, BeforeValidator(_word_target)] = None
+    object: Annotated[Any, BeforeValidator(_word_target)] = None
+    eos: bool | None = None  # default: True for an object, False for a word
+    padding: bool = False
     heads: Indices = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _words_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "words" in data:
+            if "word" in data:
+                raise ValueError("give 'word' or 'words', not both")
+            data = {("word" if k == "words" else k): v for k, v in data.items()}
+        return data
 
-class AttentionBend(Bend, _Word):
-    """Acts on one word's columns of the cross-attention (all of the word's tokens)."""
+    @model_validator(mode="after")
+    def _one_target(self) -> _Target:
+        if self.word is None and self.object is None:
+            raise ValueError("missing parameter 'word' (a word, a phrase or a list: words: [red, circle]) or "
+                             "'object' (a phrase, bent with the end-of-sequence token)")
+        if self.word is not None and self.object is not None:
+            raise ValueError("give 'word' or 'object', not both")
+        return self
+
+    @property
+    def phrases(self) -> list[str]:
+        """The words/phrases/labels named, in order."""
+        value = self.object if self.object is not None else self.word
+        return [value] if isinstance(value, str) else list(value)
+
+    @property
+    def with_eos(self) -> bool:
+        return self.eos if self.eos is not None else self.object is not None
+
+    @property
+    def described(self) -> str:
+        kind = "object" if self.object is not None else "word"
+        return f"{kind} {', '.join(repr(p) for p in self.phrases)}"
+
+
+class AttentionBend(Bend, _Target):
+    """Acts on a target's columns of the cross-attention (every token of its words or phrases)."""
 
 
 class AttentionMapBend(AttentionBend):
     """Post-softmax transform of the word's maps; rows are renormalized to sum to one unless told otherwise."""
 
     renormalize: bool = True
+
+
+class AttentionSwapBend(Bend):
+    """``{target: attention, op: swap}``: Prompt-to-Prompt word swap (Hertz et al., 2022).
+
+    The run of prompt A (``source``, a Run folder captured with every word) lends its cross-attention maps: on the
+    conditional pass of each selected (step, layer), the columns of prompt B's tokens that match A's words (every
+    word both prompts share, by label, with ``shared``; and the ``replace`` pairs, B's word -> A's word, for the
+    words that differ) take A's probabilities, the end-of-sequence token A's too (``eos``: A's prompt mass minus
+    its words), and each row is renormalized to sum to one. B's words keep their meaning, A's layout.
+    """
+
+    target: Literal["attention"] = "attention"
+    op: Literal["swap"] = "swap"
+    source: str
+    replace: dict[str, str] = Field(default_factory=dict)
+    shared: bool = True
+    eos: bool = True
+    heads: Indices = None
+    branch: Literal["cond"] = "cond"  # A's maps are of its conditional pass; B's uncond pass reads its own prompt
+
+    @field_validator("replace", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):  # [[blue, red]] or ["blue: red"] also work
+            pairs = {}
+            for item in value:
+                if isinstance(item, str) and ":" in item:
+                    b, a = item.split(":", 1)
+                    pairs[b.strip()] = a.strip()
+                elif isinstance(item, (list, tuple)) and len(item) == 2:
+                    pairs[str(item[0]).strip()] = str(item[1]).strip()
+                else:
+                    raise ValueError(f"replace pairs are {{B word: A word}}, got {item!r}")
+            return pairs
+        return value
 
 
 def _channels(value: Any) -> str | ShareChannels | ClusterChannels:
@@ -215,6 +305,7 @@ def _make(base: type[Bend], target: str, op: str, params: type[Strict]) -> type[
 
 BENDS: dict[tuple[str, str], type[Bend]] = {
     ("attention", "reweight"): _make(AttentionBend, "attention", "reweight", Reweight),
+    ("attention", "swap"): AttentionSwapBend,
     **{("attention", op): _make(AttentionMapBend, "attention", op, p) for op, p in MAP_OPS.items()},
     **{("activation", op): _make(ActivationBend, "activation", op, p)
        for op, p in {**MAP_OPS, **ACTIVATION_ONLY_OPS}.items()},
@@ -290,6 +381,10 @@ def _resolve_files(recipe: Recipe, base: Path) -> Recipe:
         if isinstance(channels, ClusterChannels) and channels.file and not Path(channels.file).is_absolute():
             channels = channels.model_copy(update={"file": str((base / channels.file).resolve())})
             bend = bend.model_copy(update={"channels": channels})
+        if isinstance(bend, AttentionSwapBend) and not Path(bend.source).is_absolute():
+            beside = base / bend.source  # beside the recipe when it is there, else as given (the working directory)
+            bend = bend.model_copy(update={"source": str(beside.resolve() if beside.exists() else
+                                                         Path(bend.source).resolve())})
         bends.append(bend)
     return Recipe(bends=bends)
 

@@ -1,0 +1,161 @@
+"""Bend targets (phrases, labels, lists, objects), renormalized reweight, swap, toy defaults, bad targets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+import attnscope
+from attnscope.bend.apply import Bender
+from attnscope.bend.defaults import apply_defaults, load_defaults
+from attnscope.bend.recipe import BendRecipeError, load_recipe
+from attnscope.bend.targets import TargetResolver
+from conftest import tiny_call_kwargs
+
+GRID = (2, 4, 8)
+S, L, HEADS = 64, 512, 2
+# "a red cat and a cat" + EOS: labels as the trace builds them
+WORDS = {"a": [0], "red": [1], "cat": [2], "and": [3], "a (2)": [4], "cat (2)": [5]}
+
+
+@dataclass(frozen=True)
+class Call:
+    step: int = 0
+    num_steps: int = 10
+    layer: int = 0
+    branch: str = "cond"
+    expert: str = "transformer"
+    grid: tuple[int, int, int] = GRID
+    prompt_tokens: int = 7  # six words + EOS at index 6
+
+
+def probs(seed: int = 0) -> torch.Tensor:
+    return torch.softmax(torch.randn(1, HEADS, S, L, generator=torch.Generator().manual_seed(seed)), -1)
+
+
+def bender(*bends: dict) -> Bender:
+    return Bender(load_recipe(list(bends)), WORDS)
+
+
+def test_phrase_label_and_list_targets_resolve_like_capture():
+    r = TargetResolver(WORDS)
+    assert r.check(["red cat"], "b") == [1, 2]
+    assert r.check(["cat (2)"], "b") == [5]
+    assert r.check(["a cat"], "b") == [4, 5]  # the only "a cat" is the second one
+    assert r.check(["red", "cat (2)"], "b") == [1, 5]
+    with pytest.raises(BendRecipeError, match="word 'dog' is not in the prompt.*red, cat"):
+        r.check(["dog"], "bend 0 (attention reweight)")
+    with pytest.raises(BendRecipeError, match="'cat red'"):
+        r.check(["cat red"], "b")  # words out of order are no phrase
+
+
+def test_resolver_with_tokenizer_uses_capture(tiny_pipes):
+    tok = tiny_pipes["t2v"].tokenizer
+    prompt = "a red cat playing with a soccer ball"
+    from attnscope.capture.words import resolve_words
+
+    every = {e.label: e.token_indices for e in resolve_words(prompt, None, tok)[0]}
+    r = TargetResolver(every, prompt=prompt, tokenizer=tok)
+    expected = resolve_words(prompt, ["soccer ball"], tok)[0][0].token_indices
+    assert r.check(["soccer ball"], "b") == expected
+    assert r.eos() == len(tok(prompt)["input_ids"]) - 1
+
+
+def test_recipe_accepts_words_lists_and_objects_and_refuses_both():
+    recipe = load_recipe([{"target": "attention", "op": "reweight", "words": ["red", "cat"], "scale": 0.0},
+                          {"target": "attention", "op": "translate", "object": "red cat", "dx": 0.3}])
+    assert recipe.bends[0].phrases == ["red", "cat"] and not recipe.bends[0].with_eos
+    assert recipe.bends[1].with_eos and load_recipe(recipe.to_json()) == recipe
+    with pytest.raises(BendRecipeError, match="not both"):
+        load_recipe([{"target": "attention", "op": "reweight", "word": "red", "object": "red cat", "scale": 0}])
+
+
+def test_object_target_bends_its_tokens_and_eos_and_optionally_padding():
+    p = probs()
+    out = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0}).pre_softmax(
+        torch.log(p), Call())
+    assert torch.isinf(out[..., [1, 2, 6]]).all() and torch.isfinite(out[..., [0, 3, 4, 5, 7]]).all()
+    out = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0, "padding": True,
+                  "eos": False}).pre_softmax(torch.log(p), Call())
+    assert torch.isinf(out[..., 7:]).all() and torch.isfinite(out[..., 6]).all()
+
+
+def test_reweight_renormalized_over_real_tokens_keeps_the_padding_mass():
+    p = probs()
+    b = bender({"target": "attention", "op": "reweight", "word": "red", "scale": 0.0, "renormalize": "real"})
+    assert not b.logit_bends and b.map_bends
+    out = b.post_softmax(p.clone(), Call())
+    assert torch.equal(out[..., 1], torch.zeros_like(out[..., 1]))
+    torch.testing.assert_close(out[..., 7:], p[..., 7:])  # the padding sink is untouched
+    torch.testing.assert_close(out[..., :7].sum(-1), p[..., :7].sum(-1))
+    torch.testing.assert_close(out[..., 2] / out[..., 3], p[..., 2] / p[..., 3])  # others scaled alike
+
+
+def test_identity_targets_are_dropped():
+    b = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 1.0},
+               {"target": "attention", "op": "translate", "words": ["red", "cat"], "dx": 0.0})
+    assert not b.active(Call())
+
+
+def test_toy_defaults_fill_only_unset_steps():
+    defaults = load_defaults("toy")
+    bend = load_recipe([{"target": "attention", "op": "translate", "word": "cat", "dx": 0.3}]).bends[0]
+    assert apply_defaults(0, bend, defaults).steps == defaults["attention.translate"]["steps"]
+    own = load_recipe([{"target": "attention", "op": "translate", "word": "cat", "dx": 0.3,
+                        "steps": [0.0, 1.0]}]).bends[0]
+    assert apply_defaults(0, own, defaults).steps == [0.0, 1.0]
+    assert load_defaults(None) == {}
+
+
+PROMPT_A = "a red cat playing with a soccer ball"
+PROMPT_B = "a blue cat playing with a soccer ball"
+
+
+def _run(pipe, store, prompt, bends=None):
+    with attnscope.trace(pipe, words=None, store=store, bends=bends):
+        frames = pipe(prompt=prompt, **tiny_call_kwargs("t2v")).frames
+    return frames, attnscope.open_run(store)
+
+
+def test_swap_injects_the_source_maps_and_keeps_rows_normalized(tiny_pipes, tmp_path):
+    pipe = tiny_pipes["t2v"]
+    _, run_a = _run(pipe, tmp_path / "a", PROMPT_A)
+    base_b, run_b = _run(pipe, tmp_path / "b", PROMPT_B)
+    swap = [{"target": "attention", "op": "swap", "source": str(tmp_path / "a"), "replace": {"blue": "red"}}]
+    bent_b, run_s = _run(pipe, tmp_path / "s", PROMPT_B, bends=swap)
+    assert not np.array_equal(base_b, bent_b)
+    # the captured maps of the bent run are A's maps (fp16 stored), "blue" took "red"'s
+    a = run_a.maps.sel(word="red").values
+    s = run_s.maps.sel(word="blue").values
+    np.testing.assert_allclose(s, a, atol=2e-3)
+    np.testing.assert_allclose(run_s.maps.sel(word="cat").values, run_a.maps.sel(word="cat").values, atol=2e-3)
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["bends"][0]["op"] == "swap"
+
+
+def test_swap_with_a_bad_source_or_word_fails_clearly(tiny_pipes, tmp_path):
+    pipe = tiny_pipes["t2v"]
+    bad = [{"target": "attention", "op": "swap", "source": str(tmp_path / "nowhere")}]
+    with pytest.raises(BendRecipeError, match="not a run of prompt A"):
+        _run(pipe, tmp_path / "x", PROMPT_B, bends=bad)
+    _run(pipe, tmp_path / "a", PROMPT_A)
+    bad = [{"target": "attention", "op": "swap", "source": str(tmp_path / "a"), "replace": {"blue": "green"}}]
+    with pytest.raises(BendRecipeError, match="'green' was not captured"):
+        _run(pipe, tmp_path / "y", PROMPT_B, bends=bad)
+
+
+def test_phrase_target_through_trace_and_identity_bit_identity(tiny_pipes, tmp_path):
+    pipe = tiny_pipes["t2v"]
+    base, _ = _run(pipe, tmp_path / "base", PROMPT_A)
+    same, _ = _run(pipe, tmp_path / "id", PROMPT_A, bends=[
+        {"target": "attention", "op": "reweight", "object": "soccer ball", "scale": 1.0}])
+    assert np.array_equal(base, same)
+    _, run = _run(pipe, tmp_path / "zero", PROMPT_A, bends=[
+        {"target": "attention", "op": "reweight", "word": "soccer ball", "scale": 0.0}])
+    assert np.all(run.maps.sel(word="soccer").values == 0) and np.all(run.maps.sel(word="ball").values == 0)
+    with pytest.raises(BendRecipeError, match="'red ball' is not in the prompt"):
+        _run(pipe, tmp_path / "bad", PROMPT_A, bends=[
+            {"target": "attention", "op": "reweight", "word": "red ball", "scale": 0.0}])
