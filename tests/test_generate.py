@@ -61,9 +61,10 @@ def _cli(*args, cwd):
 
 
 def test_cli_generate_and_clear_errors(tmp_path):
-    ok = _cli("generate", "a red cat playing", "--model", "tiny", "--words", "cat", "--out", "r", cwd=tmp_path)
+    ok = _cli("generate", "a red cat playing", "--model", "tiny", "--words", "cat", "--out", "r", "--compact",
+              cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert attnscope.open_run(tmp_path / "r").complete
+    assert attnscope.open_run(tmp_path / "r").complete and attnscope.open_run(tmp_path / "r").precision == "uint8"
     again = _cli("generate", "a red cat playing", "--model", "tiny", "--out", "r", cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert again.stderr.strip().count("\n") == 0

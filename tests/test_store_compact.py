@@ -77,3 +77,29 @@ def test_a_run_written_with_the_old_codec_still_opens(tmp_path):
     del group["maps"]
     (tmp_path / "r" / "maps.zarr" / "maps_old").rename(tmp_path / "r" / "maps.zarr" / "maps")
     np.testing.assert_array_equal(open_run(tmp_path / "r").maps.values, before)
+
+
+def test_generate_compact_matches_lossless_within_the_bound_and_leaves_the_video_alone(tmp_path):
+    """precision="uint8" end to end: codes made in the recorder (on the capture's device), the same video, every
+    read value within meta's bound of its map's maximum, and a smaller store."""
+    import attnscope
+    from attnscope.options import GenerationOptions
+
+    pipe = attnscope.load_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    args = dict(seed=1, quiet=True, self_prop=True)
+    exact = attnscope.generate(pipe, "a (red) cat on a (green) ball", tmp_path / "fp16", **args)
+    compact = attnscope.generate(pipe, "a (red) cat on a (green) ball", tmp_path / "u8",
+                                 **GenerationOptions(compact=True).generate_kwargs(), **args)
+    assert compact.meta["precision"]["dtype"] == "uint8" and exact.meta["precision"]["dtype"] == "float16"
+    assert (tmp_path / "u8" / "video.mp4").read_bytes() == (tmp_path / "fp16" / "video.mp4").read_bytes()
+    bound = compact.meta["precision"]["max_abs_error"]
+    for name in ("maps", "self_prop"):
+        a = exact.array(name)[...].astype(np.float32)
+        b = compact.array(name)[...]
+        assert b.dtype == np.float16 and b.shape == a.shape
+        peak = a.max(axis=(-3, -2, -1), keepdims=True)
+        assert np.all(np.abs(a - b.astype(np.float32)) <= bound * peak + 1e-7), name
+        assert np.abs(a - b.astype(np.float32)).max() > 0  # it is quantized, not a copy
+    stored = zarr.open_group(str(tmp_path / "u8" / "maps.zarr"), mode="r")
+    assert stored["maps"].dtype == np.uint8 and stored["maps_scale"].dtype == np.float32

@@ -44,6 +44,7 @@ class GenerationOptions(BaseModel):
     capture_steps: Any = "all"
     value_norm: bool = False
     self_prop: bool = False
+    compact: bool = False  # store maps as uint8 with a scale per map (attnscope.store.compact), not lossless fp16
     previews: bool | None = None
 
     @field_validator("heads", mode="before")
@@ -71,6 +72,8 @@ class GenerationOptions(BaseModel):
         kwargs = {"num_inference_steps": self.steps, "num_frames": self.frames, "height": self.height,
                   "width": self.width, "guidance_scale": self.guidance, "negative_prompt": self.negative,
                   "words": self.words, "heads": self.heads, "layers": self.layers, "steps": self.capture_steps,
-                  "value_norm": self.value_norm, "self_prop": self.self_prop, "previews": self.previews}
-        defaults = {"heads": "all", "layers": "all", "steps": "all", "value_norm": False, "self_prop": False}
+                  "value_norm": self.value_norm, "self_prop": self.self_prop, "previews": self.previews,
+                  "precision": "uint8" if self.compact else "fp16"}
+        defaults = {"heads": "all", "layers": "all", "steps": "all", "value_norm": False, "self_prop": False,
+                    "precision": "fp16"}
         return {k: v for k, v in kwargs.items() if v is not None and defaults.get(k, object()) != v}

@@ -30,6 +30,7 @@ from .errors import AttnscopeError
 from .memory import release_freed_memory
 from .models import wan
 from .store import RunWriter, open_run
+from .store.compact import check_precision
 from .store.procwriter import open_writer
 from .store.size import check_fits, estimate_store_bytes
 
@@ -42,8 +43,9 @@ class Trace(AbstractContextManager):
     def __init__(self, pipe, words: list[str] | None = None, store: str | Path | None = None,
                  heads="all", layers="all", steps="all", bends=None, value_norm: bool = False,
                  overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto",
-                 self_prop: bool = False) -> None:
+                 self_prop: bool = False, precision: str = "fp16") -> None:
         self.pipe = pipe
+        self.precision = check_precision(precision)  # "fp16" lossless, "uint8" compact (attnscope.store.compact)
         self.writer_mode = writer  # "thread", "process", "inline" or "auto" (attnscope.store.procwriter.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
@@ -57,7 +59,7 @@ class Trace(AbstractContextManager):
 
             self.recipe = load_recipe(bends)
         self.tracker = StepTracker(pipe.scheduler)
-        self.recorder = Recorder(self.spec, self.tracker.state)
+        self.recorder = Recorder(self.spec, self.tracker.state, precision=self.precision)
         self.recorder.shards = self._shards()
         self.entries: list[WordEntry] | None = None
         self.prompt_text: str | None = None
@@ -192,7 +194,7 @@ class Trace(AbstractContextManager):
         if self.recipe is not None:
             from .bend.apply import Bender
 
-            rec.bender = Bender(self.recipe, rec.words, run_dir=self.store)
+            rec.bender = Bender(self.recipe, rec.words, run_dir=self.store, prompt=self.prompt_text, tokenizer=tok)
             self._installed.handles(rec.bender.install_block_hooks(self.transformers, self.tracker.state))
         return None
 
@@ -244,11 +246,13 @@ class Trace(AbstractContextManager):
         state = self.tracker.state
         words = [e.label for e in self.entries]
         needed = estimate_store_bytes(self.spec.steps_kept(state.num_steps), len(layers), len(heads), len(words),
-                                      state.grid, self.spec.value_norm, self.spec.self_prop)
+                                      state.grid, self.spec.value_norm, self.spec.self_prop,
+                                      self.precision)
         check_fits(self.store.parent, needed)
         rec.writer = open_writer(self.store, self._meta(transformer), words=words, layers=layers, heads=heads,
                                  num_steps=state.num_steps, grid=state.grid, extras=rec.extras,
-                                 overwrite=self.overwrite, release=rec.transfer.pool.give, mode=self.writer_mode)
+                                 overwrite=self.overwrite, release=rec.transfer.pool.give, mode=self.writer_mode,
+                                 precision=self.precision)
 
     def _meta(self, transformer) -> dict[str, Any]:
         """Everything needed to reproduce the run, as far as the trace knows it (generate() adds the rest)."""
@@ -265,7 +269,9 @@ class Trace(AbstractContextManager):
             "words": [e.to_json() for e in self.entries],
             "prompt_tokens": self.recorder.prompt_tokens,
             "capture": {"words": self.words_requested, **self.spec.to_json()},
-            "bends": self.recipe.to_json() if self.recipe is not None else [],
+            # the bends as they acted (measured per-op defaults filled in), so the recipe replays exactly
+            "bends": self.recorder.bender.applied() if self.recorder.bender is not None else [],
+            "bend_defaults": self.recorder.bender.defaults_applied if self.recorder.bender is not None else None,
             "versions": _versions(),
             "runtime": runtime(self.pipe),
             "parallel": self.recorder.shards.layout if self.recorder.shards is not None else None,
@@ -300,7 +306,7 @@ def runtime(pipe) -> dict[str, Any]:
 
 def trace(pipe, words: list[str] | None = None, store: str | Path | None = None, *, heads="all", layers="all",
           steps="all", bends=None, value_norm: bool = False, self_prop: bool = False, overwrite: bool = False,
-          meta: dict[str, Any] | None = None) -> Trace:
+          meta: dict[str, Any] | None = None, precision: str = "fp16") -> Trace:
     """Capture the cross-attention of ``words`` for every step × layer × head of the next generation.
 
     ``words=None`` captures every word of the prompt. ``heads`` may be "all", "mean" or a list; ``layers`` and
@@ -308,7 +314,8 @@ def trace(pipe, words: list[str] | None = None, store: str | Path | None = None,
     an untraced run unless a bend changes it. Use as a context manager around one ``pipe(...)`` call.
     ``value_norm`` also captures the value-norm and value-proj arrays; ``self_prop`` the maps propagated through
     each block's self-attention (the self-prop estimator; it costs about one more self-attention per captured
-    layer).
+    layer). ``precision="uint8"`` stores compact maps (a byte per value, codes made on the capture's device; error
+    bound in meta.json, :mod:`attnscope.store.compact`); the default "fp16" is lossless.
     """
     return Trace(pipe, words, store, heads=heads, layers=layers, steps=steps, bends=bends, value_norm=value_norm,
-                 self_prop=self_prop, overwrite=overwrite, meta=meta)
+                 self_prop=self_prop, overwrite=overwrite, meta=meta, precision=precision)

@@ -7,7 +7,6 @@ at the latents (the VAE decode is the same with and without capture).
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import statistics
@@ -100,14 +99,12 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                 out = pipe(generator=generator, **kwargs).frames
             else:
                 writer, propagate, precision = captures[mode]
-                with _precision(precision):
-                    tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate,
-                               **({"precision": precision} if _TRACE_PRECISION else {}))
-                    with tr:
-                        if words is not None:
-                            tr.set_words(words, prompt_tokens)
-                        out = pipe(generator=generator, **kwargs).frames
-                        used = tr.writer
+                tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate, precision=precision)
+                with tr:
+                    if words is not None:
+                        tr.set_words(words, prompt_tokens)
+                    out = pipe(generator=generator, **kwargs).frames
+                    used = tr.writer
             _sync(device)
             dt, dc = time.perf_counter() - t0, _cpu_seconds() - c0
             if i > 0:
@@ -133,25 +130,3 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu[first] / med_cpu["stock"] - 1.0,
             "store_bytes_on_disk": store_bytes.get(first, 0), "store_bytes": store_bytes,
             "writer_busy_s": writer_busy, "output_identical": identical}
-
-
-# trace(precision=...) is the capture's option for a compact store; until a Trace takes it, the writer reads
-# ATTNSCOPE_PRECISION (attnscope.store.procwriter.open_writer)
-_TRACE_PRECISION = "precision" in inspect.signature(Trace).parameters
-
-
-class _precision:
-    """Set ATTNSCOPE_PRECISION for one capture (restored after)."""
-
-    def __init__(self, precision: str) -> None:
-        self.precision, self.before = precision, None
-
-    def __enter__(self) -> None:
-        self.before = os.environ.get("ATTNSCOPE_PRECISION")
-        os.environ["ATTNSCOPE_PRECISION"] = self.precision
-
-    def __exit__(self, *exc) -> None:
-        if self.before is None:
-            os.environ.pop("ATTNSCOPE_PRECISION", None)
-        else:
-            os.environ["ATTNSCOPE_PRECISION"] = self.before

@@ -13,6 +13,7 @@ import math
 import torch
 
 from ..errors import AttnscopeError
+from ..store.compact import encode_slabs
 from ..store.writer import summaries_of
 from .context import CallInfo, ForwardState
 from .probs import word_matrix, word_probabilities, words_from_probs
@@ -27,8 +28,9 @@ SELF_PROP = "self_prop"  # what self_prop=True captures: the maps propagated thr
 class Recorder:
     """Capture state of one generation: which calls are captured and where their slabs go."""
 
-    def __init__(self, spec: CaptureSpec, state: ForwardState) -> None:
+    def __init__(self, spec: CaptureSpec, state: ForwardState, precision: str = "fp16") -> None:
         self.spec = spec
+        self.precision = precision  # the store's: "fp16" lossless, "uint8" compact (attnscope.store.compact)
         self.state = state
         self.bender = None  # set by the trace once the prompt's words are known
         self.writer = None  # set by the trace at the first captured forward (context parallel: on rank 0 only)
@@ -115,6 +117,8 @@ class Recorder:
         grid_mass = mass.to(torch.float16).unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
         tensors = {"maps": grid_maps, "prompt_mass": grid_mass, **summaries_of(grid_maps, grid_mass)}
         tensors.update({name: v.unflatten(-1, (f, y, x)) for name, v in values.items()})
+        # a compact store's codes are made here, on the capture's device: a byte per value crosses to the host
+        tensors = encode_slabs(tensors, self.precision)
         host, ready = self.transfer.start(tensors)
         maps_h, mass_h = host.pop("maps"), host.pop("prompt_mass")
         self.writer.write(call.step, call.layer, maps_h, mass_h, host, ready=ready)

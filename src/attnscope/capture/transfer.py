@@ -43,11 +43,11 @@ class HostTransfer:
     def start(self, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.cuda.Event | None]:
         first = next(iter(tensors.values()))
         if first.device.type != "cuda":
-            return {k: v.to(torch.float16) for k, v in tensors.items()}, None
+            return {k: _stored(k, v) for k, v in tensors.items()}, None
         if self._stream is None:
             self._stream = torch.cuda.Stream(device=first.device)
         main = torch.cuda.current_stream(first.device)
-        half = {k: v.to(torch.float16) for k, v in tensors.items()}  # cast on the main stream (cheap)
+        half = {k: _stored(k, v) for k, v in tensors.items()}  # cast on the main stream (cheap)
         self._stream.wait_stream(main)
         host = {}
         with torch.cuda.stream(self._stream):
@@ -58,3 +58,11 @@ class HostTransfer:
             event = torch.cuda.Event()
             event.record(self._stream)
         return host, event
+
+
+def _stored(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor in the dtype the store keeps: float16, except a compact store's uint8 codes and their float32
+    scales (``<name>_scale``), which pass unchanged."""
+    if tensor.dtype == torch.uint8 or name.endswith("_scale"):
+        return tensor
+    return tensor.to(torch.float16)
