@@ -18,8 +18,9 @@ import gradio as gr
 
 from ..errors import AttnscopeError
 from ..render.colors import CMAPS
-from ..render.preset import NO_PRESET, recommended
-from ..render.selection import describe
+from ..render.preset import NO_PRESET
+from ..render.selection import Spec, describe
+from ..render.view import SEGMENT_THRESHOLD, View, resolve_view
 from ..store import Run
 from . import charts, compare, explore, views
 from .cards import error_card, meta_table, run_cards
@@ -76,26 +77,27 @@ def guarded(n_outputs: int) -> Callable:
     return wrap
 
 
-SEGMENT_THRESHOLD = 0.3  # the segmentation's cut for models without a measured one
+def opening_view(run: Run) -> View | None:
+    """The view a run opens at: :func:`resolve_view` with no arguments, the one ``attnscope render`` and
+    ``attnscope export`` show by default, so the three agree. None for a run with no words to show."""
+    return resolve_view(run) if run.words else None
 
 
-def preset_controls(run: Run) -> tuple[tuple[bool, str, bool, str, str, str, float], str]:
-    """(step_mean, step_range, layer_mean, layer_range, estimator, norm, segmentation threshold) for the run's
-    model's recommended view, and a line saying where it comes from; a model nobody measured gets the plain
-    defaults (last step, middle layer, global normalization, threshold 0.3)."""
-    preset = recommended(run)
-    if preset is NO_PRESET:
+def preset_controls(view: View | None) -> tuple[tuple[bool, str, bool, str, str, str, float], str]:
+    """(step_mean, step_range, layer_mean, layer_range, estimator, norm, segmentation threshold) for a run's
+    opening view (:func:`opening_view`), and a line saying where it comes from. A measured model's run opens at
+    its recommended view; a model nobody measured keeps the sliders (last step, middle layer: one slab, a sharp
+    map to start from) with that view's estimator, normalization and threshold."""
+    if view is None:
         return (False, "", False, "", "raw", "global", SEGMENT_THRESHOLD), ""
-    sel = preset.selection(run)
+    if view.preset is NO_PRESET:
+        return (False, "", False, "", view.estimator, view.norm, view.threshold), ""
 
-    def span(value) -> str:
+    def span(value: Spec) -> str:
         return "" if isinstance(value, str) else describe(value)
 
-    # the measured cut belongs to the preset's estimator: a run that falls back to raw keeps the plain one
-    measured = preset.threshold is not None and sel["estimator"] == preset.estimator
-    cut = preset.threshold if measured else SEGMENT_THRESHOLD
-    view = (True, span(sel["step"]), True, span(sel["layer"]), sel["estimator"], preset.norm, cut)
-    return view, f" · recommended view: {preset.source}"
+    controls = (True, span(view.step), True, span(view.layer), view.estimator, view.norm, view.threshold)
+    return controls, f" · recommended view: {view.preset.source}"
 
 
 def _slider(count: int, value: int, label: str) -> gr.Slider:
@@ -139,14 +141,16 @@ class Handlers:
             total = explore.frame_count(self.viewer, run)
             averaged = heads == ["mean"]
             baseline = compare.find_baseline(self.viewer, rel) if run.meta.get("bends") else None
-            view, source = preset_controls(run)
-            if run.words:
-                self.viewer.prefetch(run, run.words[0])
+            opening = opening_view(run)
+            view, source = preset_controls(opening)
+            word = opening.word if opening is not None else None
+            if word is not None:
+                self.viewer.prefetch(run, word)
             info = (f"**{run.meta.get('prompt', '')}** · steps {describe(steps)} of {run.meta['num_steps']} · "
                     f"layers {describe(layers)} · heads {describe(heads)}"
                     + ("" if run.complete else " · *incomplete run*") + source)
             return (
-                gr.Dropdown(choices=run.words, value=run.words[0] if run.words else None),
+                gr.Dropdown(choices=run.words, value=word),
                 _slider(len(steps), len(steps) - 1, f"step (of {describe(steps)})"),
                 _slider(len(layers), len(layers) // 2, f"layer (position in {describe(layers)})"),
                 _slider(1 if averaged else len(heads), 0,

@@ -12,7 +12,8 @@ import gradio as gr
 
 from ..render import NORM_MODES
 from ..render.selection import ESTIMATORS
-from .handlers import COLORMAPS, SEGMENT_THRESHOLD, Handlers
+from ..render.view import SEGMENT_THRESHOLD
+from .handlers import COLORMAPS, Handlers
 from .session import Viewer
 
 LIVE = dict(trigger_mode="always_last", show_progress="hidden")
