@@ -95,3 +95,12 @@ def test_cli(run, tmp_path):
     assert "Example: attnscope render" in help_text
     bad = runner.invoke(_app(), ["render", str(run.path), "--word", "dog"])
     assert isinstance(bad.exception, AttnscopeError) and "words captured: 'circle', 'square'" in str(bad.exception)
+
+
+def test_matte_folder_holds_one_sequence_per_default_word(run, tmp_path):
+    result = CliRunner().invoke(_app(), ["render", str(run.path), "--kind", "matte", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == [f"{w}_matte_{t:04d}.png" for w in ("circle", "square") for t in range(9)]
+    help_text = CliRunner().invoke(_app(), ["render", "--help"]).output
+    assert "--no-colorbar" in help_text and "--rgba" in help_text and "matte" in help_text

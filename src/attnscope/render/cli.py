@@ -21,8 +21,10 @@ def render_command(
                              "Timeline: which steps to show (default: all). Default: the preset's."),
     layer: str = typer.Option(None, help="Layer: index, range (averaged) or mean. Default: the preset's."),
     head: str = typer.Option("mean", help="Head: index, range (averaged) or mean."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output .mp4 or .png (a single frame). "
-                             "Default: RUN/renders/<word>_<kind>.mp4 (.png for grid)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output .mp4 or .png (a single frame); for --kind matte "
+                             "also a folder (a 16-bit PNG sequence, <word>_matte_0000.png ...). "
+                             "Default: RUN/renders/<word>_<kind>.mp4 (.png for grid, the folder <word>_rgba "
+                             "with --rgba)."),
     alpha: float = typer.Option(0.6, help="Overlay/segmentation opacity over the video, 0..1."),
     cmap: str = typer.Option("inferno", help="Colormap: inferno, magma, viridis, turbo (any matplotlib name)."),
     norm: str = typer.Option(None, help=f"Value range: {', '.join(NORM_MODES)} (see docs). Default: the preset's "
@@ -46,13 +48,22 @@ def render_command(
                               "middle one)."),
     time: str = typer.Option("hold", help="Latent to pixel frames: hold (each latent frame on the 4 pixel "
                              "frames it encodes) or linear (interpolated between latent frames)."),
+    colorbar: bool = typer.Option(True, "--colorbar/--no-colorbar", help="Draw the colour bar (segmentation: "
+                                  "the legend and caption) on overlay, heatmap, timeline and segmentation; "
+                                  "--no-colorbar gives clean frames for compositing."),
+    rgba: bool = typer.Option(False, "--rgba", help="--kind matte: RGBA PNG overlays (the colormap in RGB, the "
+                              "map as alpha) instead of 16-bit grey; -o a folder or a .png."),
 ) -> Path:
     """Render a word's attention from a Run folder as MP4 or PNG, with a colour bar of real values.
+
+    --kind matte writes the map alone for compositing, at the run's frame count and size: a grayscale MP4
+    (default), a 16-bit PNG sequence (-o FOLDER), one 16-bit PNG (-o x.png), or RGBA overlays (--rgba).
 
     Example: attnscope render runs/circle --word circle --kind overlay --step mean --layer 10-20 -o circle.mp4
     """
     from ..errors import SelectionError
     from ..store import open_run
+    from .matte import matte_target
     from .output import MULTI_WORD, render
     from .view import default_words
 
@@ -60,9 +71,12 @@ def render_command(
     words = list(word) if word else default_words(opened)
     options = dict(step=step, layer=layer, head=head, out=out, alpha=alpha, cmap=cmap, norm=norm, clip=clip,
                    estimator=estimator, preset=preset, frames_in_steps=frames_in_steps, threshold=threshold,
-                   frame=frame, time=time, progress=True)
+                   frame=frame, time=time, colorbar=colorbar, rgba=rgba, progress=True)
+    per_word = kind == "matte" and (out is None or matte_target(out) == "folder")  # one matte per word
     if kind in MULTI_WORD or len(words) == 1:
         chosen = [words if len(words) > 1 else words[0]]
+    elif per_word:
+        chosen = words
     elif word:
         chosen = [words]  # render() says this kind shows one word
     elif out is not None:

@@ -32,6 +32,11 @@ def _base(label: str) -> str:
     return " ".join(_WORD.findall(re.sub(r"\s*\(\d+\)$", "", label).lower()))
 
 
+def file_stem(words: Sequence[str]) -> str:
+    """Word labels as a file name part: ``["red circle", "cat (2)"]`` -> ``"red-circle+cat-2"``."""
+    return "+".join(re.sub(r"[^A-Za-z0-9_-]+", "-", w).strip("-") or "word" for w in words)
+
+
 def content_words(words: Sequence[str]) -> list[str]:
     """The labels that are not stop words (all of them when every one is)."""
     kept = [w for w in words if _base(w) not in STOP_WORDS]
@@ -101,4 +106,4 @@ def resolve_view(run: Run, words: str | Sequence[str] | None = None, step: Spec 
     return view
 
 
-__all__ = ["ESTIMATORS", "STOP_WORDS", "View", "content_words", "default_words", "resolve_view"]
+__all__ = ["ESTIMATORS", "STOP_WORDS", "View", "content_words", "default_words", "file_stem", "resolve_view"]
