@@ -11,7 +11,7 @@ from zarr.codecs import BloscCodec
 
 from attnscope.store import open_run
 from attnscope.store.compact import MAX_ABS_ERROR, encode_slabs
-from attnscope.store.procwriter import open_writer
+from attnscope.store.inline import open_writer
 from attnscope.store.writer import summaries_of
 
 LAYERS, HEADS, WORDS, GRID = [0, 1], [0, 1, 2], ["a", "b"], (2, 3, 4)
@@ -35,7 +35,7 @@ def _write(path, precision, mode="thread", codes=False):
     return open_run(path)
 
 
-@pytest.mark.parametrize("mode,codes", [("thread", False), ("thread", True), ("process", False), ("inline", True)])
+@pytest.mark.parametrize("mode,codes", [("thread", False), ("thread", True), ("inline", False), ("inline", True)])
 def test_compact_reads_back_within_the_stated_bound(tmp_path, mode, codes):
     exact = _write(tmp_path / "fp16", "fp16")
     compact = _write(tmp_path / "uint8", "uint8", mode, codes)

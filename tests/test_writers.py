@@ -1,4 +1,4 @@
-"""The process and inline writers store exactly what the thread writer stores and keep its guarantees."""
+"""The inline writer stores exactly what the thread writer stores and keeps its guarantees."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import attnscope.store.procwriter as procwriter
 import attnscope.store.runstore as writer_module
 from attnscope.store import RunWriter, open_run
-from attnscope.store.inline import InlineRunWriter
-from attnscope.store.procwriter import ProcessRunWriter, open_writer
+from attnscope.store.inline import InlineRunWriter, open_writer
 
-WRITERS = {"thread": RunWriter, "process": ProcessRunWriter, "inline": InlineRunWriter}
+WRITERS = {"thread": RunWriter, "inline": InlineRunWriter}
 LAYERS, HEADS, WORDS, GRID = [0, 2, 4], [0, 1, 2], ["a", "b"], (2, 3, 4)
 
 
@@ -51,33 +49,22 @@ def _arrays(path):
 
 
 @pytest.mark.parametrize("deferred", [True, False])
-def test_process_writer_stores_the_same_arrays_as_the_thread_writer(tmp_path, monkeypatch, deferred):
+def test_inline_writer_stores_the_same_arrays_as_the_thread_writer(tmp_path, monkeypatch, deferred):
     if not deferred:
-        monkeypatch.setattr(writer_module, "DEFER_SUMMARY_BYTES", 0)  # read in the caller: reaches the process
+        monkeypatch.setattr(writer_module, "DEFER_SUMMARY_BYTES", 0)  # summaries written per step
     skip = {(1, 2)}  # step 1 lacks layer 2: written layer by layer
-    assert [_fill(tmp_path / d, cls, skip=skip) for d, cls in [("t", RunWriter), ("p", ProcessRunWriter),
-                                                                ("i", InlineRunWriter)]] == [4, 4, 4]
-    thread = _arrays(tmp_path / "t")
-    for other in "pi":
-        proc = _arrays(tmp_path / other)
-        assert thread.keys() == proc.keys() >= {"maps", "prompt_mass", "value_norm", "head_mean", "head_mean_renorm"}
-        for name in thread:
-            np.testing.assert_array_equal(proc[name], thread[name], err_msg=name)  # NaNs (unwritten) compare equal
-        assert np.isnan(proc["maps"][1, 1]).all() and np.isfinite(proc["maps"][1, 0]).all()
-    meta_t, meta_p, meta_i = (json.loads((tmp_path / d / "meta.json").read_text()) for d in "tpi")
-    assert meta_t == meta_p == meta_i
-    assert [s["timestep"] for s in meta_p["steps"]] == [900.0, 899.0, 898.0, 897.0]
+    assert [_fill(tmp_path / d, cls, skip=skip) for d, cls in [("t", RunWriter), ("i", InlineRunWriter)]] == [4, 4]
+    thread, inline = _arrays(tmp_path / "t"), _arrays(tmp_path / "i")
+    assert thread.keys() == inline.keys() >= {"maps", "prompt_mass", "value_norm", "head_mean", "head_mean_renorm"}
+    for name in thread:
+        np.testing.assert_array_equal(inline[name], thread[name], err_msg=name)  # NaNs (unwritten) compare equal
+    assert np.isnan(inline["maps"][1, 1]).all() and np.isfinite(inline["maps"][1, 0]).all()
+    meta_t, meta_i = (json.loads((tmp_path / d / "meta.json").read_text()) for d in "ti")
+    assert meta_t == meta_i
+    assert [s["timestep"] for s in meta_i["steps"]] == [900.0, 899.0, 898.0, 897.0]
 
 
-def test_process_writer_waits_for_blocks_when_shared_memory_is_capped(tmp_path, monkeypatch):
-    """A cap below one step: each step waits for the process to hand the previous blocks back."""
-    monkeypatch.setattr(procwriter, "SHM_BYTES", 1)
-    _fill(tmp_path / "t", RunWriter, value_norm=False)
-    _fill(tmp_path / "p", ProcessRunWriter, value_norm=False)
-    np.testing.assert_array_equal(_arrays(tmp_path / "p")["maps"], _arrays(tmp_path / "t")["maps"])
-
-
-@pytest.mark.parametrize("mode", ["thread", "process", "inline"])
+@pytest.mark.parametrize("mode", ["thread", "inline"])
 def test_flushed_steps_are_readable_while_the_run_goes_on(tmp_path, mode):
     w = WRITERS[mode](tmp_path / "r", {}, words=WORDS, layers=LAYERS, heads=HEADS, num_steps=3, grid=GRID)
     maps, mass = np.full((3, 2, *GRID), 0.25, np.float16), np.full((3, *GRID), 0.5, np.float16)
@@ -93,7 +80,7 @@ def test_flushed_steps_are_readable_while_the_run_goes_on(tmp_path, mode):
     assert open_run(tmp_path / "r").meta["complete"] is True
 
 
-@pytest.mark.parametrize("mode", ["thread", "process", "inline"])
+@pytest.mark.parametrize("mode", ["thread", "inline"])
 def test_an_error_in_the_writer_is_raised_at_the_next_call(tmp_path, mode):
     w = WRITERS[mode](tmp_path / "r", {}, words=WORDS, layers=LAYERS, heads=HEADS, num_steps=3, grid=GRID)
     mass = np.zeros((3, *GRID), np.float16)
@@ -114,31 +101,31 @@ def test_an_error_in_the_writer_is_raised_at_the_next_call(tmp_path, mode):
 def test_auto_mode_is_the_thread_writer_and_the_env_or_mode_chooses(tmp_path, monkeypatch):
     kwargs = dict(words=WORDS, layers=LAYERS, heads=HEADS, num_steps=1, grid=GRID)
     monkeypatch.delenv("ATTNSCOPE_WRITER", raising=False)
-    for name, mode, expected in [("a", "auto", RunWriter), ("b", "process", ProcessRunWriter),
-                                 ("e", "inline", InlineRunWriter)]:
+    for name, mode, expected in [("a", "auto", RunWriter), ("e", "inline", InlineRunWriter)]:
         w = open_writer(tmp_path / name, {}, mode=mode, **kwargs)
         assert type(w) is expected
         w.close(complete=False)
-    monkeypatch.setenv("ATTNSCOPE_WRITER", "process")
+    monkeypatch.setenv("ATTNSCOPE_WRITER", "inline")
     w = open_writer(tmp_path / "c", {}, **kwargs)
-    assert type(w) is ProcessRunWriter
+    assert type(w) is InlineRunWriter
     w.close(complete=False)
-    with pytest.raises(ValueError, match="writer mode"):
-        open_writer(tmp_path / "d", {}, mode="fork", **kwargs)
+    for gone in ("fork", "process"):  # the process writer was measured no faster and removed
+        with pytest.raises(ValueError, match="writer mode"):
+            open_writer(tmp_path / "d", {}, mode=gone, **kwargs)
 
 
 def test_a_traced_generation_stores_the_same_run_with_either_writer(tiny_pipes, tmp_path):
     from attnscope.tracing import Trace
 
     pipe = tiny_pipes["t2v"]
-    for mode in ("thread", "process", "inline"):
+    for mode in ("thread", "inline"):
         gen = torch.Generator().manual_seed(0)
         with Trace(pipe, ["cat", "ball"], tmp_path / mode, writer=mode) as tr:
             pipe(prompt=tr.prompt("a red cat playing with a ball"), num_frames=9, height=32, width=64,
                  num_inference_steps=3, generator=gen, output_type="np")
             assert type(tr.writer) is WRITERS[mode]
     thread = open_run(tmp_path / "thread")
-    for mode in ("process", "inline"):
+    for mode in ("inline",):
         other = open_run(tmp_path / mode)
         assert other.meta["complete"] is True and len(other.meta["steps"]) == 3
         for name in ("maps", "prompt_mass", "head_mean", "head_mean_renorm"):

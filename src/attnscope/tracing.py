@@ -31,7 +31,7 @@ from .memory import release_freed_memory
 from .models import wan
 from .store import RunWriter, open_run
 from .store.compact import check_precision
-from .store.procwriter import open_writer
+from .store.inline import open_writer
 from .store.size import check_fits, estimate_store_bytes
 
 TEXT_CONTEXT = 512  # Wan pads the prompt to 512 tokens (I2V: the image tokens come first)
@@ -46,7 +46,7 @@ class Trace(AbstractContextManager):
                  self_prop: bool = False, precision: str = "fp16") -> None:
         self.pipe = pipe
         self.precision = check_precision(precision)  # "fp16" lossless, "uint8" compact (attnscope.store.compact)
-        self.writer_mode = writer  # "thread", "process", "inline" or "auto" (attnscope.store.procwriter.open_writer)
+        self.writer_mode = writer  # "thread", "inline" or "auto" (attnscope.store.inline.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
         self.store = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="attnscope-"))

@@ -18,7 +18,7 @@ def capture_command(
     naive: bool = typer.Option(True, help="Also time the naive full-probability baseline."),
     frames: int = typer.Option(None), height: int = typer.Option(None), width: int = typer.Option(None),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
-    writer: str = typer.Option("auto", help="Store writer: auto (the thread writer), thread, process, inline."),
+    writer: str = typer.Option("auto", help="Store writer: auto (the thread writer), thread, inline."),
     self_prop: bool = typer.Option(False, help="Also time capture with the self-attention-propagated maps."),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
@@ -47,7 +47,7 @@ def e2e_command(
     repeats: int = typer.Option(3, help="Timed repeats per mode, interleaved."),
     device: str = typer.Option(None, help="cuda or cpu."),
     writer: str = typer.Option("auto", help="Store writer(s), comma-separated, timed side by side: auto (the "
-                               "thread writer), thread, process, inline. Example: --writer thread,inline"),
+                               "thread writer), thread, inline. Example: --writer thread,inline"),
     self_prop: bool = typer.Option(False, help="Also time capture with --self-prop (the maps propagated "
                                    "through each block's self-attention), side by side."),
     compact: bool = typer.Option(False, help="Also time capture into a compact store (uint8 codes, one scale "
@@ -56,7 +56,7 @@ def e2e_command(
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.
 
-    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,process --self-prop --compact
+    Example: attnscope bench e2e --model toy --repeats 3 --writer thread,inline --self-prop --compact
     """
     from .e2e import run_e2e_bench
 

@@ -30,7 +30,7 @@ def _sync(device) -> None:
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process (all threads) and of its reaped children (a writer process, once closed)."""
+    """CPU time of this process (all threads) and of its reaped children."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
@@ -49,7 +49,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                   compact: bool = False) -> dict:
     """Median wall time of a generation with and without capture; the store's size on disk per mode.
 
-    ``writers`` lists the writer modes to time side by side ("auto", "thread", "process", "inline"): mode "auto" is
+    ``writers`` lists the writer modes to time side by side ("auto", "thread", "inline"): mode "auto" is
     reported as "attnscope", the others as "attnscope_<mode>"; ``ratio`` and ``cpu_ratio`` are the first's.
     ``self_prop`` adds a mode "attnscope_self_prop": the first writer, also capturing the maps propagated through
     each block's self-attention. ``compact`` adds a mode "attnscope_compact": the first writer, storing uint8
@@ -85,7 +85,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
         kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
         words, prompt_tokens = None, None
     times: dict[str, list[float]] = {mode: [] for mode in ("stock", *captures)}
-    cpu: dict[str, list[float]] = {mode: [] for mode in times}  # CPU time, all threads and the writer process
+    cpu: dict[str, list[float]] = {mode: [] for mode in times}  # CPU time, all threads
     outputs = {}
     store_bytes: dict[str, int] = {}
     writer_busy: dict[str, list[float]] = {mode: [] for mode in captures}

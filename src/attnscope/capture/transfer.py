@@ -55,7 +55,9 @@ class HostTransfer:
                 host[k] = self.pool.take(v.shape, v.dtype)
                 host[k].copy_(v, non_blocking=True)
                 v.record_stream(self._stream)  # keep the device buffer alive until the copy ran
-            event = torch.cuda.Event()
+            # blocking: the writer thread sleeps in event.synchronize() instead of spinning a core for the
+            # whole step it waits on (a default event busy-waits in cudaEventSynchronize)
+            event = torch.cuda.Event(blocking=True)
             event.record(self._stream)
         return host, event
 

@@ -1,4 +1,5 @@
-"""The inline writer: :class:`~.writer.RunWriter`'s API with every write done in the caller's thread.
+"""The inline writer: :class:`~.writer.RunWriter`'s API with every write done in the caller's thread; and
+:func:`open_writer`, which picks a capture's writer.
 
 Used where a run is written in one go from memory (``attnscope analyze --draws`` averaging noise draws), and
 selectable for captures (``writer="inline"``), where a benchmark found it no cheaper than the thread writer on the
@@ -6,6 +7,8 @@ selectable for captures (``writer="inline"``), where a benchmark found it no che
 """
 
 from __future__ import annotations
+
+import os
 
 from .writer import RunWriter
 
@@ -39,3 +42,23 @@ class InlineRunWriter(RunWriter):
     def close(self, complete: bool) -> None:
         self._do_close(bool(complete))  # after an error: leaves the run marked incomplete
         self._check()
+
+
+WRITER_MODES = ("auto", "thread", "inline")
+
+
+def open_writer(*args, mode: str = "auto", precision: str = "fp16", **kwargs) -> RunWriter:
+    """The writer for a capture: ``mode`` "auto" (``ATTNSCOPE_WRITER``, else the thread writer), "thread" or
+    "inline"; ``precision`` "fp16" (lossless, the default) or "uint8" (compact, :mod:`.compact`).
+
+    A writer in its own process was measured too and dropped: on an H200 at Wan2.1-1.3B size it cost more per
+    captured forward than the thread writer (+1.9 % against +0.9 %, docs/benchmarks.md, run 3).
+    """
+    if mode == "auto":
+        mode = os.environ.get("ATTNSCOPE_WRITER", "thread")
+    if mode == "auto":
+        mode = "thread"
+    writers = {"thread": RunWriter, "inline": InlineRunWriter}
+    if mode not in writers:
+        raise ValueError(f"writer mode {mode!r}: choose {', '.join(WRITER_MODES)}")
+    return writers[mode](*args, precision=precision, **kwargs)

@@ -3,10 +3,8 @@
 Layout (v1, docs/architecture.md): one chunk per (step, layer) slab of every per-slab array, one chunk per (step,
 words) of the head-mean summaries, blosc codecs. Where the writer's time went (``scripts/bench_store_write.py``,
 docs/benchmarks.md): zarr's check that a chunk is not all fill value (a full pass with NaN comparisons, about
-half of its CPU time at 1.3B size), then the codec (zstd-1 with bit shuffle: ~400 MB/s a core). Arrays are
-therefore opened with ``write_empty_chunks`` (every slab is written once and is never empty), and lossless
-float16 uses lz4 with bit shuffle: the same ratio as zstd-1 on float16 maps (1.16x), about 3x the speed.
-Compact uint8 codes (:mod:`.compact`) compress far better and keep zstd-1.
+half of its CPU time at 1.3B size), then the codec. Arrays are therefore opened with ``write_empty_chunks``
+(every slab is written once and is never empty), and the codec is zstd-1 in 1 MB blocks (:func:`compressor`).
 """
 
 from __future__ import annotations
@@ -27,16 +25,21 @@ from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS,
 
 FORMAT = "attnscope.run/1"
 SUMMARY_CHUNK_BYTES = 1 << 20
+BLOSC_BLOCK = 1 << 20  # bytes per blosc block (compressor)
 DEFER_SUMMARY_BYTES = 64 << 20  # summaries up to this size stay in memory until the run closes
 WRITE_CONFIG = {"write_empty_chunks": True}  # skip zarr's per-chunk fill-value scan: slabs are never empty
 
 
 def compressor(dtype: str = "float16") -> BloscCodec:
-    """lz4 with bit shuffle for float16 (as small as zstd-1 on fp16 maps, ~3x faster), zstd-1 with bit shuffle
-    for uint8 codes and the rest (compact codes compress 2.5x with zstd, 1.9x with lz4)."""
+    """zstd-1 in 1 MB blosc blocks: byte shuffle for float16, bit shuffle for uint8 codes and the rest.
+
+    Measured on a synthetic 1.3B-size step (``scripts/bench_codec.py``, one core): float16 1.26x at 1.3 GB/s
+    (lz4 with bit shuffle: 1.19x at the same speed), uint8 codes 2.21x at 0.46 GB/s (zstd-1 in blosc's default
+    blocks: 2.10x at 0.37 GB/s). Larger blocks give zstd's entropy stage more to work with per call.
+    """
     if dtype == "float16":
-        return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
+        return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", blocksize=BLOSC_BLOCK)
+    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", blocksize=BLOSC_BLOCK)
 
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -80,9 +83,8 @@ def encode_blocks(blocks: dict[str, np.ndarray], precision: str) -> dict[str, np
 class RunStore:
     """Creates a Run folder and writes it: slabs, summaries, previews and meta.json.
 
-    Not thread-safe: exactly one thread (of this process, or of the writer process) owns it after creation.
-    Pickling it carries only what reopening needs, so a writer process reopens the arrays the caller created
-    (creating them in the caller keeps errors such as an existing run synchronous).
+    Not thread-safe: exactly one thread owns it after creation (the caller creates the arrays, so errors such as
+    an existing run are raised synchronously).
     Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
     (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab. A
     small run's summaries are written once, at close; until then readers fall back to the slabs.
@@ -160,13 +162,6 @@ class RunStore:
         for name, (shape, _, _, dtype, fill) in self._summary_specs.items():
             self.arrays[name] = (np.full(shape, fill, dtype) if self._deferred
                                  else self.group[name].with_config(WRITE_CONFIG))
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("group", "arrays")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._open()
 
     def write_step(self, step: int, positions: list[int], blocks: dict[str, np.ndarray]) -> int:
         """Write a step's slabs: ``blocks[name]`` stacks the layers at ``positions`` (indices into ``layers``).

@@ -5,8 +5,8 @@ interrupted run should leave every finished step readable. ``meta.json`` is rewr
 so a reader never sees a half-written file.
 
 Two parts: :class:`~attnscope.store.runstore.RunStore` owns the zarr arrays and meta.json (one owner, no locking);
-:class:`RunWriter` here feeds it from a background thread. :mod:`.procwriter` runs the same ``RunStore`` in a
-writer process instead, for GPU captures (see there why).
+:class:`RunWriter` here feeds it from a background thread; :class:`~.inline.InlineRunWriter` writes in the
+caller's thread instead.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
     arithmetic so it runs on the capture's device (on a GPU the writer thread gets the small result) or, on the
     CPU, in parallel outside the GIL.
     """
-    import torch  # here, not at the top: the writer process imports this module and needs no torch
+    import torch
 
     m = torch.as_tensor(maps).to(torch.float16)  # a no-op for the fp16 slabs the capture hands over
     w = torch.as_tensor(mass).to(torch.float16).float().unsqueeze(-4) + EPS
@@ -95,8 +95,7 @@ class RunWriter:
     Writes go through one background thread so the caller (the denoising loop) never waits on compression or
     the disk; ``end_step`` queues the step's meta.json record behind its slabs, so meta.json only claims
     finished steps, and ``close`` waits for the queue to drain. An error in the thread is raised at the caller's
-    next call. :class:`~attnscope.store.procwriter.ProcessRunWriter` has the same API and moves the zarr work
-    into a writer process (opt-in); this thread writer is the default everywhere.
+    next call. This thread writer is the default everywhere.
     """
 
     def __init__(
@@ -149,7 +148,7 @@ class RunWriter:
             if fn == self._do_close:
                 return
 
-    # ---- run in the writer thread; ProcessRunWriter forwards them to its process instead --------------------
+    # ---- run in the writer thread (the inline writer runs them in the caller's) ---------------------------------
     def _do_step(self, step: int, layers: dict[int, tuple[dict, object]], entry: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         positions, slabs = host_step(layers, self.precision)
