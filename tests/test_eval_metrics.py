@@ -116,6 +116,10 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     assert rec["norm"] == "frame" and rec["threshold"] == result["estimators"][rec["estimator"]]["frame_best_threshold"]
     if rec["estimator"] != "best-layers":  # a subset that did not win is not recommended
         assert rec["layers"] is None and rec["step_fraction"] == [0.0, 1.0]
+    windows = result["step_windows"]
+    full = result["estimators"][windows["base"]]["miou_frame_best_threshold"]
+    assert windows["windows"][0]["step_fraction"] == [0.0, 1.0]
+    assert windows["windows"][0]["miou_frame_best_threshold"] == pytest.approx(full)  # every step: the estimator
     table = np.array([[0.1, 0.2], [0.9, 0.3]])
     best = choose_best_layers(table, [0, 1], [[0], [1]])
     assert best["layers"] == [1] and best["steps"] == [0]

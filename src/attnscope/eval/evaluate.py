@@ -172,6 +172,29 @@ def choose_best_layers(table: np.ndarray, layers: list[int], bins: list[list[int
     return best
 
 
+WINDOW_STARTS = (0.0, 0.25, 0.5, 0.6, 0.75)  # late windows [start, 1) of the denoising, for step_windows
+
+
+def step_windows(samples: list[Sample], base: str) -> list[dict]:
+    """``base`` over every layer and the steps from each of ``WINDOW_STARTS`` to the end, scored like the table.
+
+    Why: an estimator that costs per captured step (self-prop) is worth capturing only on the steps the view
+    reads; if a late window scores as well as every step, capture can skip the rest without changing the result.
+    """
+    fn = est.ESTIMATORS[base]
+    num_steps = samples[0].run.meta["num_steps"]
+    out: list[dict] = []
+    for start in WINDOW_STARTS:
+        steps = list(range(min(int(round(start * num_steps)), num_steps - 1), num_steps))
+        if out and out[-1]["steps"][0] == steps[0]:
+            continue  # a short run: this window is the previous one
+        rows = [_scores(fn(s.run, s.word, steps=steps), s) for s in samples]
+        summary = _summary(rows, samples)
+        out.append({"step_fraction": [start, 1.0], "steps": [steps[0], steps[-1]],
+                    "selection": _selection_score(rows, samples)[0], HEADLINE: summary[HEADLINE]})
+    return out
+
+
 def _selection_score(rows: list[dict], samples: list[Sample]) -> tuple[float, float]:
     """(headline mIoU, threshold) on the selection split alone: what may choose, without seeing the test split."""
     select = [r for r, s in zip(rows, samples, strict=True) if s.split == "select"] or rows
@@ -210,6 +233,7 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
     where = {"base": base_for_best, "norm": "frame", "threshold": cut}
     results["layer_step"] = {"layers": layers, "step_bins": bins, "miou": table.round(4).tolist(), **where}
     results["layer_head"] = {"layers": layers, "heads": heads, "miou": head_table.round(4).tolist(), **where}
+    results["step_windows"] = {"base": base_for_best, "windows": step_windows(samples, base_for_best)}
     mass = [float(s.run.prompt_mass.astype("float32").mean().values) for s in samples[:: max(1, len(samples) // 10)]]
     per_layer_mass = samples[0].run.prompt_mass.astype("float32").mean(("step", "head", "frame", "y", "x")).values
     results["padding_sink"] = {"prompt_mass_mean": float(np.mean(mass)),
