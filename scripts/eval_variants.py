@@ -3,7 +3,7 @@ the selection split, test split reported): raw, self-prop, combinations, single 
 
     python scripts/eval_variants.py [PROMPTS] [SEED] [WORKDIR] [JSON]   (generates the runs it lacks, like eval)
 
-scripts/gpu_eval.sh runs it on an H200; docs/eval/variants_gpu_seed1.json is its output for 90 prompts, seed 1.
+scripts/archive/gpu_eval.sh runs it on an H200; docs/eval/variants_gpu_seed1.json is its output for 90 prompts, seed 1.
 """
 
 import json

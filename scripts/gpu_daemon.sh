@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a GPU job longer than one `run` call (10 min) as a daemon on the held machine, and poll it from later calls
 # made within the machine's idle window. The job runs from a copy of the tree, so later calls may change files.
-#   gpu_daemon.sh start 'ENV=... bash scripts/gpu_session_x4.sh'   start the job (its log: /tmp/daemon/log)
+#   gpu_daemon.sh start 'ENV=... bash scripts/archive/gpu_session_x4.sh'   start the job (its log: /tmp/daemon/log)
 #   gpu_daemon.sh poll SECONDS [RESULTS] [CKPT]   wait up to SECONDS for it to end, print the log's tail, and
 #       bring back, whether or not it has ended, RESULTS (a folder of small files, as results.tar) and CKPT (a
 #       folder, as ckpt.tar.* parts of 15 MB: cat them), so a lost machine loses little

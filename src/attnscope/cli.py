@@ -47,7 +47,7 @@ def generate(
                                    "self-attention (the self-prop estimator: sharper objects; about one more "
                                    "self-attention per captured layer)."),
     compact: bool = typer.Option(False, help="Store the maps compactly: a byte per value with a scale per map "
-                                 "(about a quarter of the lossless size; every read value within 0.25 % of its "
+                                 "(a quarter to 40 % of the lossless size; every read value within 0.25 % of its "
                                  "map's maximum, recorded in meta.json)."),
     previews: bool = typer.Option(None, "--previews/--no-previews", help="Decode the model's clean-video "
                                   "estimate at every step, for `render --kind timeline` (default: on a GPU only; "
@@ -74,6 +74,7 @@ def _mount() -> None:
     """Attach the sub-commands that live in their own packages."""
     from .app.cli import export_command, view_command
     from .bench.cli import app as bench_app
+    from .bend.cli import bend_eval_command
     from .eval.cli import eval_command
     from .footage.cli import analyze_command
     from .render.cli import render_command
@@ -86,7 +87,7 @@ def _mount() -> None:
     app.command("export")(export_command)
     app.command("sweep")(sweep_command)
     app.command("eval")(eval_command)
-    app.command("bend-eval")(__import__("attnscope.bend.cli", fromlist=["x"]).bend_eval_command)
+    app.command("bend-eval")(bend_eval_command)
     app.add_typer(bench_app, name="bench", help="Measure capture cost side by side.")
     app.add_typer(toy_app, name="toy", help="The toy world: train and check the shipped toy model.")
 

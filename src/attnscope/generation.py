@@ -38,7 +38,8 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def _downscale(frames: np.ndarray, side: int) -> np.ndarray:
+def downscale(frames: np.ndarray, side: int) -> np.ndarray:
+    """uint8 frames [T, H, W, 3] box-averaged by a whole factor so the long side is at most ``side`` (previews)."""
     t, h, w, _ = frames.shape
     factor = max(1, int(np.ceil(max(h, w) / side)))
     if factor == 1:
@@ -99,7 +100,7 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
         if previews and tr.writer is not None and tr.last_x0 is not None:
-            tr.writer.write_preview(step, _downscale(decode_latents(pipe, tr.last_x0[:1]), PREVIEW_SIDE))
+            tr.writer.write_preview(step, downscale(decode_latents(pipe, tr.last_x0[:1]), PREVIEW_SIDE))
         return callback_kwargs
 
     tr.keep_x0 = previews

@@ -25,10 +25,17 @@ def view_command(
 def export_command(
     run: Path = typer.Argument(..., help="Run folder to export."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
-    words: list[str] = typer.Option(None, "--words", "-w", help="Words to include (repeatable; default all)."),
-    step: str = typer.Option("mean", help='Steps to average: "mean", an index or a range like 10-30.'),
-    layer: str = typer.Option("mean", help='Layers to average: "mean", an index or a range like 0-9.'),
-    head: str = typer.Option("mean", help='Heads to average: "mean", an index or a list like 0,3.'),
+    words: list[str] = typer.Option(None, "--words", "-w", help="Words to include (repeatable). Default: the "
+                                    "words marked or passed at capture, else the prompt's content words."),
+    step: str = typer.Option(None, help='Steps to average: "mean", an index or a range like 10-30. '
+                             "Default: the preset's (as `attnscope render`)."),
+    layer: str = typer.Option(None, help='Layers to average: "mean", an index or a range like 0-9. '
+                              "Default: the preset's."),
+    head: str = typer.Option(None, help='Heads to average: "mean", an index or a list like 0,3. Default: mean.'),
+    estimator: str = typer.Option(None, help="raw, renorm, value-norm, value-proj or self-prop. Default: the "
+                                  "preset's."),
+    preset: str = typer.Option("recommended", help="recommended (what `attnscope eval` measured for the run's "
+                               "model) or none (plain mean)."),
 ) -> None:
     """Write one self-contained HTML page (videos and images embedded, no server) to share a finding.
 
@@ -36,5 +43,6 @@ def export_command(
     """
     from .export import export_report
 
-    path = export_report(run, out, words=words or None, step=step, layer=layer, head=head)
+    path = export_report(run, out, words=words or None, step=step, layer=layer, head=head, estimator=estimator,
+                         preset=preset)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -20,7 +20,7 @@ import torch
 
 from ..capture.words import resolve_words
 from ..errors import AttnscopeError, NoiseLevelError, RunExistsError
-from ..generation import PREVIEW_SIDE, _downscale, decode_latents
+from ..generation import PREVIEW_SIDE, decode_latents, downscale
 from ..models import wan
 from ..models.info import model_info
 from ..store import Run, open_run
@@ -138,7 +138,7 @@ def _capture(pipe, tr, text: str, clip: Footage, levels: list[Level], draws: int
                                            attention_kwargs=None, return_dict=False)[0]
                 estimate += (x_t - level.sigma * velocity.float()) / draws  # flow matching: x0 = x_t − σ·v
             if previews:
-                decoded.append(_downscale(decode_latents(pipe, estimate), PREVIEW_SIDE))
+                decoded.append(downscale(decode_latents(pipe, estimate), PREVIEW_SIDE))
                 if draws == 1:
                     tr.writer.write_preview(i, decoded[-1])
     return decoded if previews else None

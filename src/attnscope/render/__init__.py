@@ -1,4 +1,4 @@
-"""Render a Run folder: heatmaps, overlays, the denoising timeline, word segmentation, contact sheets.
+"""Render a Run folder: heatmaps, overlays, the denoising timeline, word segmentation, contact sheets, mattes.
 
 Functions come in two layers so a viewer can show one frame fast and the CLI can write whole files:
 
@@ -6,7 +6,8 @@ Functions come in two layers so a viewer can show one frame fast and the CLI can
   :func:`normalize` (value range by mode), :func:`colorize` (colormap lookup table) and the frame builders
   :func:`heatmap_frames`, :func:`overlay_frames`, :func:`segmentation_frames`, :func:`timeline_frames`
   (uint8 [T, H, W, 3]; pass ``frames=[t]`` for a single frame) and :func:`grid_image` (a PIL image);
-- files: :func:`render` writes MP4 (H.264) or PNG, by default into ``RUN/renders/``.
+- files: :func:`render` writes MP4 (H.264) or PNG, by default into ``RUN/renders/``; ``kind="matte"`` writes the
+  map alone (grayscale MP4, 16-bit PNG sequence or RGBA PNG), for compositing.
 
 :func:`geometry` gives a run's pixel frames, size and fps (from meta.json, Wan's defaults as fallback).
 """
