@@ -140,8 +140,16 @@ def test_opening_a_run_of_a_measured_model_shows_its_recommended_view(tmp_path):
     default, _, _ = h.still("measured", *CONTROLS)
     assert np.abs(image.astype(int) - default.astype(int)).max() > 0, "the recommended view is a different map"
     plain = h.open("plain")
-    assert plain[-1] == "" and tuple(plain[-8:-1]) == (False, "", False, "", "raw", "global", 0.3)
+    assert plain[-1] == "" and tuple(plain[-8:-1]) == (True, "", True, "", "raw", "global", 0.3)
     assert "recommended" not in plain[7]
+    from attnscope.render import select
+    from attnscope.render.view import resolve_view
+
+    run = h.viewer.run("plain")
+    view = resolve_view(run)
+    shown = h.viewer.selection(run, view.word, "mean", "mean", "mean").values
+    rendered = select(run, view.word, view.step, view.layer, view.head, estimator=view.estimator).values
+    np.testing.assert_allclose(shown, rendered, rtol=2e-3, atol=1e-6)  # render's default map (fp16 summaries)
 
 
 def test_a_slow_mean_over_one_head_shows_a_preview_first(tmp_path):

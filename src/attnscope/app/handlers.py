@@ -86,12 +86,12 @@ def opening_view(run: Run) -> View | None:
 def preset_controls(view: View | None) -> tuple[tuple[bool, str, bool, str, str, str, float], str]:
     """(step_mean, step_range, layer_mean, layer_range, estimator, norm, segmentation threshold) for a run's
     opening view (:func:`opening_view`), and a line saying where it comes from. A measured model's run opens at
-    its recommended view; a model nobody measured keeps the sliders (last step, middle layer: one slab, a sharp
-    map to start from) with that view's estimator, normalization and threshold."""
+    its recommended view; a model nobody measured at the plain mean over every step and layer, as ``attnscope
+    render`` shows it (the head-mean summaries make that a few chunk reads)."""
     if view is None:
         return (False, "", False, "", "raw", "global", SEGMENT_THRESHOLD), ""
     if view.preset is NO_PRESET:
-        return (False, "", False, "", view.estimator, view.norm, view.threshold), ""
+        return (True, "", True, "", view.estimator, view.norm, view.threshold), ""
 
     def span(value: Spec) -> str:
         return "" if isinstance(value, str) else describe(value)
