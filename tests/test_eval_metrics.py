@@ -107,6 +107,8 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     mask_s = np.zeros((1, 32, 32), bool)
     mask_s[0, 16:, 16:] = True
     samples = [Sample(run, "circle", "shape", mask_c, "select"), Sample(run, "square", "shape", mask_s, "test")]
+    from attnscope.eval.evaluate import cheapest_window
+
     result = evaluate(samples)
     assert result["estimators"]["best-layers"]["layers"] == [1]
     assert result["estimators"]["raw"]["miou"] == pytest.approx(1.0)  # layer 1 dominates the mean
@@ -115,11 +117,15 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     assert result["estimators"][rec["estimator"]]["miou_frame_best_threshold"] == max(headline)
     assert rec["norm"] == "frame" and rec["threshold"] == result["estimators"][rec["estimator"]]["frame_best_threshold"]
     if rec["estimator"] != "best-layers":  # a subset that did not win is not recommended
-        assert rec["layers"] is None and rec["step_fraction"] == [0.0, 1.0]
+        assert rec["layers"] is None  # every layer, and every step or the late window that scores as well
+        assert rec["step_fraction"] == cheapest_window(result["step_windows"]["windows"])
     windows = result["step_windows"]
     full = result["estimators"][windows["base"]]["miou_frame_best_threshold"]
     assert windows["windows"][0]["step_fraction"] == [0.0, 1.0]
     assert windows["windows"][0]["miou_frame_best_threshold"] == pytest.approx(full)  # every step: the estimator
+    scored = [{"step_fraction": [f, 1.0], "selection": v} for f, v in ((0.0, 0.70), (0.5, 0.698), (0.75, 0.69))]
+    assert cheapest_window(scored) == [0.5, 1.0]  # within 0.005 of every step; the last quarter is not
+    assert cheapest_window(scored[:1]) == [0.0, 1.0]
     table = np.array([[0.1, 0.2], [0.9, 0.3]])
     best = choose_best_layers(table, [0, 1], [[0], [1]])
     assert best["layers"] == [1] and best["steps"] == [0]

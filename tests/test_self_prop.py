@@ -104,3 +104,40 @@ def test_half_precision_path_matches_float32():
     fast = propagate(q, k, maps, half=True)
     assert fast.dtype == torch.float32 and fast.shape == exact.shape == (h2, w, s)
     torch.testing.assert_close(fast, exact, rtol=5e-3, atol=1e-3)
+
+
+def test_self_prop_kept_at_chosen_steps_equals_every_step_there(tiny_pipes, tmp_path):
+    """self_prop_steps: the kept steps hold exactly what an every-step capture holds, the others stay unwritten,
+    readers average only the kept steps and name them when asked for another; the video does not change."""
+    from attnscope.errors import SelectionError
+    from attnscope.render import select
+
+    pipe = tiny_pipes["t2v"]
+    with attnscope.trace(pipe, words=["cat"], store=tmp_path / "all", self_prop=True):
+        every = pipe(prompt=PROMPT, **tiny_call_kwargs("t2v")).frames  # three steps
+    with attnscope.trace(pipe, words=["cat"], store=tmp_path / "late", self_prop=True, self_prop_steps="1-2"):
+        late = pipe(prompt=PROMPT, **tiny_call_kwargs("t2v")).frames
+    assert np.array_equal(every, late)
+    full, part = attnscope.open_run(tmp_path / "all"), attnscope.open_run(tmp_path / "late")
+    assert part.meta["capture"]["self_prop_steps"] == [1, 2] and part.steps_of("self_prop") == [1, 2]
+    assert part.steps_of("maps") == full.steps_of("self_prop") == [0, 1, 2]
+    np.testing.assert_array_equal(part.self_prop.isel(step=[1, 2]).values, full.self_prop.isel(step=[1, 2]).values)
+    assert np.isnan(part.self_prop.isel(step=0).values).all()
+    np.testing.assert_array_equal(part.maps.values, full.maps.values)
+    mean = select(part, "cat", "mean", "mean", "mean", estimator="self-prop").values
+    by_hand = full.self_prop.sel(word="cat").isel(step=[1, 2]).astype("float32").mean(("step", "layer", "head"))
+    np.testing.assert_allclose(mean, by_hand.values, rtol=1e-6)
+    with pytest.raises(SelectionError, match="kept it at steps 1, 2 only"):
+        select(part, "cat", 0, "mean", "mean", estimator="self-prop")
+    assert select(part, "cat", 0, "mean", "mean").shape == mean.shape  # raw maps are there at every step
+
+
+def test_generate_keeps_self_prop_where_the_models_recommended_view_reads(tiny_pipes, tmp_path):
+    from attnscope.render.preset import preset_steps
+
+    assert preset_steps(None, 20) == "all"  # a model nobody measured: every step
+    toy = preset_steps("toy", 20)  # the shipped preset's step_fraction
+    assert toy == "all" or (toy == list(range(toy[0], 20)) and 0 < toy[0] < 20)
+    run = attnscope.generate(tiny_pipes["t2v"], PROMPT, tmp_path / "g", words=["cat"], self_prop=True, quiet=True,
+                             num_inference_steps=2, num_frames=9, height=32, width=64)
+    assert run.meta["capture"]["self_prop_steps"] == "all" and run.steps_of("self_prop") == run.steps_done

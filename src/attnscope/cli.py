@@ -45,7 +45,10 @@ def generate(
     value_norm: bool = typer.Option(False, help="Also capture value norms (the value-norm estimator)."),
     self_prop: bool = typer.Option(False, help="Also capture the maps propagated through each block's "
                                    "self-attention (the self-prop estimator: sharper objects; about one more "
-                                   "self-attention per captured layer)."),
+                                   "self-attention per captured layer and step)."),
+    self_prop_steps: str = typer.Option(None, help='With --self-prop: the captured steps that also get it ("all", '
+                                        '"10-19", ...). Default: the steps the model\'s recommended view reads '
+                                        "(toy: the second half), the same map at a fraction of the cost."),
     compact: bool = typer.Option(False, help="Store the maps compactly: a byte per value with a scale per map "
                                  "(a quarter to 40 % of the lossless size; every read value within 0.25 % of its "
                                  "map's maximum, recorded in meta.json)."),
@@ -67,7 +70,8 @@ def generate(
     run_generate(prompt=prompt, model=model, words=words or None, out=out, seed=seed, frames=frames,
                  height=height, width=width, steps=steps, guidance=guidance, negative=negative, heads=heads,
                  layers=layers, bend=bend, compare=compare, value_norm=value_norm, self_prop=self_prop,
-                 compact=compact, overwrite=overwrite, device=device, previews=previews, parallel=parallel)
+                 self_prop_steps=self_prop_steps, compact=compact, overwrite=overwrite, device=device,
+                 previews=previews, parallel=parallel)
 
 
 def _mount() -> None:

@@ -12,6 +12,7 @@ import torch
 from .errors import RunExistsError
 from .models import wan
 from .models.info import model_info
+from .render.preset import preset_steps
 from .store import Run, open_run
 from .store.layout import is_run
 from .store.size import check_fits, estimate_store_bytes, human_bytes
@@ -51,7 +52,7 @@ def downscale(frames: np.ndarray, side: int) -> np.ndarray:
 
 def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = None, seed: int = 0,
              bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
-             value_norm: bool = False, self_prop: bool = False, previews: bool | None = None,
+             value_norm: bool = False, self_prop: bool = False, self_prop_steps=None, previews: bool | None = None,
              overwrite: bool = False, quiet: bool = False, meta: dict[str, Any] | None = None,
              precision: str = "fp16", **pipe_kwargs: Any) -> Run | None:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
@@ -72,8 +73,11 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     options.update({k: v for k, v in pipe_kwargs.items() if v is not None})
     frames, height, width = options["num_frames"], options["height"], options["width"]
     grid = wan.geometry(pipe).grid(frames, height, width)
+    if self_prop and self_prop_steps is None:
+        self_prop_steps = preset_steps(info.id, options["num_inference_steps"])
     tr = trace(pipe, words=words, store=out, heads=heads, layers=layers, steps=steps, bends=bends,
-               value_norm=value_norm, self_prop=self_prop, overwrite=overwrite, precision=precision)
+               value_norm=value_norm, self_prop=self_prop, overwrite=overwrite, precision=precision,
+               self_prop_steps=self_prop_steps)
     clean = tr.prompt(prompt)
     n_words = len(_words_for(pipe, clean, tr.words_requested))
     transformer = next(iter(wan.transformers_of(pipe).values()))

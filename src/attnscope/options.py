@@ -44,6 +44,7 @@ class GenerationOptions(BaseModel):
     capture_steps: Any = "all"
     value_norm: bool = False
     self_prop: bool = False
+    self_prop_steps: Any = None  # None: the steps the model's recommended view reads (attnscope.generate)
     compact: bool = False  # store maps as uint8 with a scale per map (attnscope.store.compact), not lossless fp16
     previews: bool | None = None
 
@@ -52,7 +53,7 @@ class GenerationOptions(BaseModel):
     def _heads(cls, value: Any) -> Any:
         return _selection(value, "heads", allow_mean=True)
 
-    @field_validator("layers", "capture_steps", mode="before")
+    @field_validator("layers", "capture_steps", "self_prop_steps", mode="before")
     @classmethod
     def _indices(cls, value: Any) -> Any:
         return _selection(value, "indices", allow_mean=False)
@@ -72,7 +73,8 @@ class GenerationOptions(BaseModel):
         kwargs = {"num_inference_steps": self.steps, "num_frames": self.frames, "height": self.height,
                   "width": self.width, "guidance_scale": self.guidance, "negative_prompt": self.negative,
                   "words": self.words, "heads": self.heads, "layers": self.layers, "steps": self.capture_steps,
-                  "value_norm": self.value_norm, "self_prop": self.self_prop, "previews": self.previews,
+                  "value_norm": self.value_norm, "self_prop": self.self_prop,
+                  "self_prop_steps": self.self_prop_steps, "previews": self.previews,
                   "precision": "uint8" if self.compact else "fp16"}
         defaults = {"heads": "all", "layers": "all", "steps": "all", "value_norm": False, "self_prop": False,
                     "precision": "fp16"}

@@ -43,14 +43,14 @@ class Trace(AbstractContextManager):
     def __init__(self, pipe, words: list[str] | None = None, store: str | Path | None = None,
                  heads="all", layers="all", steps="all", bends=None, value_norm: bool = False,
                  overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto",
-                 self_prop: bool = False, precision: str = "fp16") -> None:
+                 self_prop: bool = False, precision: str = "fp16", self_prop_steps="all") -> None:
         self.pipe = pipe
         self.precision = check_precision(precision)  # "fp16" lossless, "uint8" compact (attnscope.store.compact)
         self.writer_mode = writer  # "thread", "inline" or "auto" (attnscope.store.inline.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
         self.store = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="attnscope-"))
-        self.spec = CaptureSpec.make(heads, layers, steps, value_norm, self_prop)
+        self.spec = CaptureSpec.make(heads, layers, steps, value_norm, self_prop, self_prop_steps)
         self.overwrite = overwrite
         self.extra_meta = dict(meta or {})
         self.recipe = None
@@ -306,7 +306,7 @@ def runtime(pipe) -> dict[str, Any]:
 
 def trace(pipe, words: list[str] | None = None, store: str | Path | None = None, *, heads="all", layers="all",
           steps="all", bends=None, value_norm: bool = False, self_prop: bool = False, overwrite: bool = False,
-          meta: dict[str, Any] | None = None, precision: str = "fp16") -> Trace:
+          meta: dict[str, Any] | None = None, precision: str = "fp16", self_prop_steps="all") -> Trace:
     """Capture the cross-attention of ``words`` for every step × layer × head of the next generation.
 
     ``words=None`` captures every word of the prompt. ``heads`` may be "all", "mean" or a list; ``layers`` and
@@ -314,8 +314,11 @@ def trace(pipe, words: list[str] | None = None, store: str | Path | None = None,
     an untraced run unless a bend changes it. Use as a context manager around one ``pipe(...)`` call.
     ``value_norm`` also captures the value-norm and value-proj arrays; ``self_prop`` the maps propagated through
     each block's self-attention (the self-prop estimator; it costs about one more self-attention per captured
-    layer). ``precision="uint8"`` stores compact maps (a byte per value, codes made on the capture's device; error
-    bound in meta.json, :mod:`attnscope.store.compact`); the default "fp16" is lossless.
+    layer and step), at the captured steps ``self_prop_steps`` selects ("all", or e.g. "10-19": the other steps'
+    self_prop stays unwritten and readers skip it). ``precision="uint8"`` stores compact maps (a byte per value,
+    codes made on the capture's device; error bound in meta.json, :mod:`attnscope.store.compact`); the default
+    "fp16" is lossless.
     """
     return Trace(pipe, words, store, heads=heads, layers=layers, steps=steps, bends=bends, value_norm=value_norm,
-                 self_prop=self_prop, overwrite=overwrite, meta=meta, precision=precision)
+                 self_prop=self_prop, overwrite=overwrite, meta=meta, precision=precision,
+                 self_prop_steps=self_prop_steps)

@@ -52,6 +52,7 @@ def e2e_command(
                                    "through each block's self-attention), side by side."),
     compact: bool = typer.Option(False, help="Also time capture into a compact store (uint8 codes, one scale "
                                  "per map), side by side."),
+    self_prop_steps: str = typer.Option("all", help='With --self-prop: the steps that get it ("all", "10-19").'),
     json_out: Path = typer.Option(None, "--json", help="Write the raw result here."),
 ) -> None:
     """A whole generation with and without capture (same seed), and the store size.
@@ -62,7 +63,7 @@ def e2e_command(
 
     result = run_e2e_bench(model, steps=steps, repeats=repeats, device=device,
                            writers=tuple(w.strip() for w in writer.split(",")), self_prop=self_prop,
-                           compact=compact)
+                           compact=compact, self_prop_steps=self_prop_steps)
     med = result["median_s"]
     captures = ", ".join(f"{m} {med[m]:.3f} s ({result['ratios'][m] * 100:+.1f} % wall, "
                          f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time, store "

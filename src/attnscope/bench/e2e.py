@@ -46,14 +46,15 @@ def _full_size_pipeline(config: str, device: str):
 def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3, n_words: int = 8,
                   device: str | None = None, frames: int | None = None, height: int | None = None,
                   width: int | None = None, writers: tuple[str, ...] = ("auto",), self_prop: bool = False,
-                  compact: bool = False) -> dict:
+                  compact: bool = False, self_prop_steps="all") -> dict:
     """Median wall time of a generation with and without capture; the store's size on disk per mode.
 
     ``writers`` lists the writer modes to time side by side ("auto", "thread", "inline"): mode "auto" is
     reported as "attnscope", the others as "attnscope_<mode>"; ``ratio`` and ``cpu_ratio`` are the first's.
     ``self_prop`` adds a mode "attnscope_self_prop": the first writer, also capturing the maps propagated through
-    each block's self-attention. ``compact`` adds a mode "attnscope_compact": the first writer, storing uint8
-    codes with a scale per map (``precision="uint8"``, :mod:`attnscope.store.compact`).
+    each block's self-attention, at the steps ``self_prop_steps`` selects. ``compact`` adds a mode
+    "attnscope_compact": the first writer, storing uint8 codes with a scale per map (``precision="uint8"``,
+    :mod:`attnscope.store.compact`).
     """
     captures = {("attnscope" if w == "auto" else f"attnscope_{w}"): (w, False, "fp16") for w in writers}
     if self_prop:
@@ -99,7 +100,8 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                 out = pipe(generator=generator, **kwargs).frames
             else:
                 writer, propagate, precision = captures[mode]
-                tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate, precision=precision)
+                tr = Trace(pipe, words=None, store=store, writer=writer, self_prop=propagate, precision=precision,
+                           self_prop_steps=self_prop_steps)
                 with tr:
                     if words is not None:
                         tr.set_words(words, prompt_tokens)
@@ -128,5 +130,6 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             "ratios": {m: med[m] / med["stock"] - 1.0 for m in captures},
             "cpu_ratios": {m: med_cpu[m] / med_cpu["stock"] - 1.0 for m in captures},
             "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu[first] / med_cpu["stock"] - 1.0,
-            "store_bytes_on_disk": store_bytes.get(first, 0), "store_bytes": store_bytes,
+            "self_prop_steps": self_prop_steps, "store_bytes_on_disk": store_bytes.get(first, 0),
+            "store_bytes": store_bytes,
             "writer_busy_s": writer_busy, "output_identical": identical}

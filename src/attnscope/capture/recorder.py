@@ -62,6 +62,9 @@ class Recorder:
         return (self.open and call.branch == "cond" and call.layer in self.layers
                 and self.spec.keeps_step(call.step))
 
+    def propagating(self, call: CallInfo) -> bool:
+        return self.capturing(call) and self.spec.propagates_at(call.step)
+
     def record(self, call: CallInfo, query, key, value, out_weight) -> None:
         """Exact probabilities from the stock path's query [S,H,D] and key [L,H,D]."""
         token_index, to_word = self._matrix(query.device)
@@ -88,8 +91,9 @@ class Recorder:
         return self._matrices[device]
 
     def _with_self_prop(self, call: CallInfo, maps: torch.Tensor, values: dict | None) -> dict | None:
-        """``values`` plus ``self_prop`` (maps [H, W, S] through the block's self-attention) when captured."""
-        if not self.spec.self_prop:
+        """``values`` plus ``self_prop`` (maps [H, W, S] through the block's self-attention) at the steps that keep
+        it; the other steps' self_prop chunks stay unwritten (NaN)."""
+        if not self.spec.propagates_at(call.step):
             return values
         qk = self._self_attention.pop((call.expert, call.layer), None)
         if qk is None:

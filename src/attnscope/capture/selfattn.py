@@ -62,7 +62,7 @@ class SelfAttentionGrab:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
         call = self.sink.call_info(self.layer, self.expert)
-        if call is None or not self.sink.capturing(call):
+        if call is None or not self.sink.propagating(call):
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         self.armed = True
         try:

@@ -1,4 +1,4 @@
-"""What a trace keeps: which heads, layers and steps."""
+"""What a trace keeps: which heads, layers and steps, and at which of those steps the self-prop maps."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ class CaptureSpec:
     steps: str | list[int] = "all"
     value_norm: bool = False
     self_prop: bool = False
+    self_prop_steps: str | list[int] = "all"  # of the captured steps, those that also get self_prop
 
     @classmethod
     def make(cls, heads="all", layers="all", steps="all", value_norm: bool = False,
-             self_prop: bool = False) -> CaptureSpec:
+             self_prop: bool = False, self_prop_steps="all") -> CaptureSpec:
         return cls(parse_selection(heads, "heads", allow_mean=True), parse_selection(layers, "layers"),
-                   parse_selection(steps, "steps"), bool(value_norm), bool(self_prop))
+                   parse_selection(steps, "steps"), bool(value_norm), bool(self_prop),
+                   parse_selection("all" if self_prop_steps is None else self_prop_steps, "self_prop_steps"))
 
     def layer_list(self, n_layers: int) -> list[int]:
         if self.layers == "all":
@@ -53,6 +55,12 @@ class CaptureSpec:
     def keeps_step(self, step: int) -> bool:
         return self.steps == "all" or step in self.steps
 
+    def propagates_at(self, step: int) -> bool:
+        """Whether a captured ``step`` also gets the self-prop maps (each costs about one self-attention per
+        layer, so a capture may keep them only at the steps its view reads)."""
+        return self.self_prop and (self.self_prop_steps == "all" or step in self.self_prop_steps)
+
     def to_json(self) -> dict:
         return {"heads": self.heads, "layers": self.layers, "steps": self.steps, "branch": "cond",
-                "value_norm": self.value_norm, "self_prop": self.self_prop}
+                "value_norm": self.value_norm, "self_prop": self.self_prop,
+                "self_prop_steps": self.self_prop_steps if self.self_prop else None}

@@ -60,6 +60,8 @@ def _stored(run: Run, estimator: str, word: str, layers, steps) -> np.ndarray:
     missing = missing_source(run, estimator)
     if missing:
         raise ValueError(f"{run.path} has no {missing}; generate with {CAPTURE_FLAG[missing]}")
+    kept = run.steps_of(SOURCES[estimator])  # self_prop may be kept at fewer steps than the maps
+    steps = kept if steps is None else [s for s in steps if s in kept] or list(steps)
     return _select(getattr(run, SOURCES[estimator]).sel(word=word), layers, steps).astype("float32").mean(AGG).values
 
 

@@ -90,8 +90,10 @@ def collect(model: str = "toy", n_prompts: int = 30, seed: int = 0, workdir: str
                 and previous.self_prop is not None and previous.meta.get("eval") == made):
             run = previous
         else:
-            run = generate(pipe, text, out, words=words, seed=i, value_norm=True, self_prop=True, previews=False,
-                           overwrite=True, quiet=True, num_inference_steps=steps, meta={"eval": made})
+            # self-prop at every step: the eval measures which steps the view needs (step windows)
+            run = generate(pipe, text, out, words=words, seed=i, value_norm=True, self_prop=True,
+                           self_prop_steps="all", previews=False, overwrite=True, quiet=True,
+                           num_inference_steps=steps, meta={"eval": made})
         video = read_mp4(run.video_path)
         found = colour_masks(detect_objects(video))
         split = "select" if (i // 2) % 2 == 0 else "test"

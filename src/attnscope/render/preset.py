@@ -94,12 +94,28 @@ def _model_folder(model_id: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def recommended(run: Run) -> Preset:
-    """The run's model's measured preset, or the plain mean when its model folder holds no ``recommended.json``."""
-    folder = _model_folder(str(run.meta.get("model", {}).get("id", "")))
+def model_preset(model_id: str | None) -> Preset:
+    """The measured preset of the model loaded as ``model_id``, or the plain mean when its folder holds no
+    ``recommended.json`` (or the model was built in code)."""
+    folder = _model_folder(str(model_id or ""))
     if folder is not None and (folder / PRESET_FILE).exists():
         return load_preset(folder / PRESET_FILE)
     return NO_PRESET
+
+
+def recommended(run: Run) -> Preset:
+    """The run's model's measured preset (:func:`model_preset`)."""
+    return model_preset(run.meta.get("model", {}).get("id"))
+
+
+def preset_steps(model_id: str | None, num_steps: int) -> str | list[int]:
+    """The steps of a ``num_steps`` generation that the model's recommended view reads: "all", or the indices in
+    its ``step_fraction``. A capture that keeps an expensive array only there (self-prop) loses nothing the
+    recommended view shows."""
+    preset = model_preset(model_id)
+    if preset.step_fraction == (0.0, 1.0):
+        return "all"
+    return preset.steps(list(range(num_steps)), num_steps)
 
 
 def preset_for(run: Run, name: str) -> Preset:

@@ -110,8 +110,18 @@ def resolve(run: Run, word: str | Sequence[str], step: Spec = "mean", layer: Spe
     words = check_words(run, word)
     if not run.steps_done:
         raise SelectionError(f"{run.path} has no finished step yet; wait for the capture or pick another run")
+    steps = run.steps_of(SOURCES[estimator])
+    if not steps:
+        raise SelectionError(f"{run.path} holds no finished step with {SOURCES[estimator]} yet")
+    try:
+        chosen_steps = parse_spec(step, steps, "step")
+    except SelectionError as exc:
+        if steps == run.steps_done:
+            raise
+        raise SelectionError(f"{exc} with {SOURCES[estimator]}: the capture kept it at steps {describe(steps)} only "
+                             "(self_prop_steps); choose steps there, or another estimator") from None
     return words, {
-        "step": parse_spec(step, run.steps_done, "step"),
+        "step": chosen_steps,
         "layer": parse_spec(layer, run.meta["layers"], "layer"),
         "head": parse_spec(head, run.meta["heads"], "head"),
     }

@@ -50,6 +50,14 @@ class Run:
     def steps_done(self) -> list[int]:
         return [s["index"] for s in self.meta.get("steps", [])]
 
+    def steps_of(self, name: str) -> list[int]:
+        """The finished steps that hold array ``name``: every finished step, except that a capture may keep
+        ``self_prop`` at fewer (meta ``capture.self_prop_steps``; its other steps are unwritten)."""
+        kept = self.meta.get("capture", {}).get("self_prop_steps") if name == "self_prop" else None
+        if kept is None or kept == "all":
+            return self.steps_done
+        return [s for s in self.steps_done if s in set(kept)]
+
     @property
     def precision(self) -> str:
         """"fp16" (lossless; runs written before the option existed) or "uint8" (compact)."""
