@@ -1,4 +1,6 @@
-"""The viewer's layout and wiring (Gradio 6 Blocks): Runs, Explore, Timeline, Segmentation, Grid, Charts, Compare.
+"""The viewer's layout and wiring (Gradio 6 Blocks): Runs, Generate (with the live view), Explore, Timeline,
+Segmentation, Grid, Charts, Compare, Bend, Probe. The studio tabs (Generate, Bend, Probe) live in their own
+modules and share the run list, the Runs cards and Compare's baseline list with the rest.
 
 Explore redraws on every control change and draws only the current frame, so it stays interactive on large runs;
 everything that draws whole videos or many chunks (overlay video, timeline, grid, charts) waits for a button.
@@ -13,8 +15,12 @@ import gradio as gr
 from ..render import NORM_MODES
 from ..render.selection import ESTIMATORS
 from ..render.view import SEGMENT_THRESHOLD
+from .bend_tab import build_bend_tab
+from .gen_tab import Shared, build_generate_tab
 from .handlers import COLORMAPS, Handlers
+from .probe_tab import build_probe_tab
 from .session import Viewer
+from .studio import Studio
 
 LIVE = dict(trigger_mode="always_last", show_progress="hidden")
 
@@ -49,9 +55,11 @@ def _explore_controls() -> dict[str, gr.components.Component]:
     return c
 
 
-def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
-    """The viewer for the runs under ``runs_dir`` (launch it with ``attnscope.app.server.serve``)."""
+def build_app(runs_dir: str | Path, viewer: Viewer | None = None, studio: Studio | None = None) -> gr.Blocks:
+    """The viewer for the runs under ``runs_dir`` (launch it with ``attnscope.app.server.serve``); ``studio``
+    is the server's generation queue (one is made over the runs folder when not given)."""
     viewer = viewer or Viewer(runs_dir)
+    studio = studio or Studio(viewer.root)
     h = Handlers(viewer)
     # delete_cache: rendered videos pile up in Gradio's cache; drop those older than a day, checked hourly
     with gr.Blocks(title="attnscope viewer", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
@@ -66,6 +74,7 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Runs", id="runs"):
                 cards = gr.HTML(elem_id="cards")
+            wire_generate = build_generate_tab(studio, viewer, h)
             with gr.Tab("Explore", id="explore"), gr.Row():
                 with gr.Column(scale=1, min_width=300):
                     ctl = _explore_controls()
@@ -105,6 +114,8 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
                     base_img = gr.Image(label="baseline", type="numpy", interactive=False)
                 cmp_btn = gr.Button("Render side-by-side video (baseline | bent)")
                 cmp_video = gr.Video(label="baseline | bent", interactive=False, autoplay=True, loop=True)
+            wire_bend = build_bend_tab(studio, viewer, h)
+            wire_probe = build_probe_tab(viewer)
             with gr.Tab("Run info", id="meta"):
                 meta = gr.HTML()
 
@@ -128,5 +139,8 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None) -> gr.Blocks:
                         outputs=[bent_img, base_img, cmp_status], **LIVE)
         cmp_frame.change(**compared, api_name="compare")
         baseline.change(**compared, api_name=False)
+        shared = Shared(run=run, cards=cards, baseline=baseline)
+        for wire in (wire_generate, wire_bend, wire_probe):
+            wire(shared)
         cmp_btn.click(h.compare_video, [run, baseline, *inputs], [cmp_video, cmp_status], api_name="compare_video")
     return demo
