@@ -40,12 +40,12 @@ def baseline_settings(viewer: Viewer, rel: str) -> Settings:
     model_id = studio.get("model") or (model.get("id") if isinstance(model, dict) else model) or "toy"
     pixel, capture = meta.get("pixel") or {}, meta.get("capture") or {}
     marked = studio.get("prompt_marked")
-    words = () if marked else tuple(w for w in (capture.get("words") or []) if isinstance(w, str))
+    words = studio.get("words") if marked else [w for w in (capture.get("words") or []) if isinstance(w, str)]
     return Settings(prompt=marked or meta.get("prompt", ""), model=model_id, seed=int(meta.get("seed") or 0),
                     steps=int(meta["num_steps"]), frames=pixel.get("frames"), height=pixel.get("height"),
                     width=pixel.get("width"), guidance=meta.get("guidance_scale"),
                     self_prop=bool(capture.get("self_prop")), value_norm=bool(capture.get("value_norm")),
-                    previews=False, words=words)
+                    previews=False, words=tuple(words or ()))
 
 
 def _videos(viewer: Viewer, base: str, bent: str) -> tuple[np.ndarray, np.ndarray]:

@@ -150,8 +150,11 @@ def build_bend(label: str, word: str, as_object: bool, heads: str, layers: str, 
         bend["object" if as_object else "word"] = word.strip()
     if uses["heads"] and _indices(heads) is not None:
         bend["heads"] = _indices(heads)
+    fields = BENDS[(target, op)].model_fields
     for p in op_params(target, op):
         value = values.get(p.key)
+        if not fields[p.name].is_required() and value == start_value(target, op, p):
+            continue  # the model's default: the YAML stays short and says only what was chosen
         if p.kind == "text":
             if (value or "").strip():
                 bend[p.name] = yaml.safe_load(value)
@@ -175,7 +178,7 @@ def build_bend(label: str, word: str, as_object: bool, heads: str, layers: str, 
 
 def to_yaml(bends: list[dict[str, Any]]) -> str:
     """The recipe as the YAML ``attnscope generate --bend`` reads (docs/sections/bend.md)."""
-    return yaml.safe_dump({"bends": list(bends)}, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump({"bends": list(bends)}, sort_keys=False, default_flow_style=False)
 
 
 def from_yaml(text: str) -> list[dict[str, Any]]:

@@ -141,11 +141,11 @@ def build_generate_tab(studio: Studio, viewer: Viewer, handlers: Handlers) -> Ca
             with gr.Row():
                 seed = gr.Number(0, precision=0, label="seed", elem_id="gen_seed")
                 steps = gr.Number(20, precision=0, minimum=1, label="steps", elem_id="gen_steps")
-                guidance = gr.Number(None, label="guidance", placeholder="model default", elem_id="gen_guidance")
+                guidance = gr.Number(None, label="guidance (0: the model's)", elem_id="gen_guidance")
             with gr.Row():
-                frames = gr.Number(None, precision=0, label="frames", placeholder="default", elem_id="gen_frames")
-                height = gr.Number(None, precision=0, label="height", placeholder="default")
-                width = gr.Number(None, precision=0, label="width", placeholder="default")
+                frames = gr.Number(None, precision=0, label="frames (0: the model's)", elem_id="gen_frames")
+                height = gr.Number(None, precision=0, label="height (0: the model's)")
+                width = gr.Number(None, precision=0, label="width (0: the model's)")
             with gr.Row():
                 self_prop = gr.Checkbox(False, label="self-prop")
                 value_norm = gr.Checkbox(False, label="value-norm")

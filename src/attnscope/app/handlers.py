@@ -132,7 +132,10 @@ class Handlers:
 
     def open(self, rel: str | None) -> tuple:
         """Fit the controls to the chosen run: its words, steps, layers, heads, frames; its video and meta; and the
-        recommended view (step and layer ranges, estimator) when the run's model has one."""
+        recommended view (step and layer ranges, estimator) when the run's model has one. No run picked (an
+        empty runs folder, before the first generation) is not an error: nothing changes."""
+        if not rel:
+            return (*([gr.skip()] * 17), "")
         try:
             run = self.viewer.run(rel)
             steps, layers, heads = run.steps_done, run.meta["layers"], run.meta["heads"]

@@ -38,7 +38,7 @@ def point_series(run: Run, frame: int, x: int, y: int, per_layer: bool = False) 
     t, i, j = token_at(run, frame, x, y)
     keep = ("step", "layer") if per_layer else ("step",)
     maps = select(run, list(run.words), "all", "mean", "mean", keep=keep)
-    return maps.isel(frame=t, y=i, x=j).astype("float32")
+    return maps.isel(frame=t, y=i, x=j).astype("float32").transpose("word", "step", ...)
 
 
 def figure(series: xr.DataArray, where: str) -> Figure:

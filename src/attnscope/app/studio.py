@@ -208,7 +208,10 @@ class Studio:
         pipe = self.pipeline(s.model)
         out = self.root / job.rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        meta: dict[str, Any] = {"studio": {"job": job.id, "prompt_marked": s.prompt}}
+        # what Bend needs to generate this run again with a recipe (the marked prompt, the extra words, the model
+        # name as typed)
+        meta: dict[str, Any] = {"studio": {"job": job.id, "prompt_marked": s.prompt, "words": list(s.words),
+                                           "model": s.model}}
         if s.baseline:
             meta["baseline"] = os.path.relpath(self.root / s.baseline, out)
         _, words = prompt_words(s)
