@@ -15,7 +15,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from attnscope.video import read_mp4
 
 pytest.importorskip("gradio")
 playwright = pytest.importorskip("playwright.sync_api")
@@ -95,19 +98,26 @@ def test_studio_generate_live_bend_probe(served, tmp_path):
         (run_dir,) = [m.parent for m in root.rglob("meta.json")]
         assert json.loads((run_dir / "meta.json").read_text())["complete"] is False  # before the run completes
         assert "incomplete" in (page.locator("#cards").text_content() or "")  # listed in Runs once it starts
-        # a second browser while the first generation runs: a bad prompt is one message and starts nothing; a good one waits its turn
+        # a second browser while the first generation runs: a bad prompt is one message and starts nothing; a
+        # good one waits its turn
         other = browser.new_context().new_page()
         other.goto(url)
         generate_form(other, PROMPT, words="dragon")
         other.locator("#gen_status .as-error").wait_for(timeout=60_000)
         assert other.locator("#gen_status .as-error").count() == 1
         assert "dragon" in other.locator("#gen_status").inner_text()
+        generate_form(other, "a (red circle) " + "moving right " * 300)
+        other.locator("#gen_status").get_by_text("512").wait_for(timeout=60_000)
+        assert other.locator("#gen_status .as-error").count() == 1
+        assert len(list(root.rglob("meta.json"))) == 1  # neither bad prompt started a run
         generate_form(other, "a (green triangle) moving up")
         other.locator("#gen_state").get_by_text("queued").wait_for(timeout=30_000)
         assert "position 1" in other.locator("#gen_state").inner_text()
         other.locator("#gen_cancel").click()
         other.locator("#gen_state").get_by_text("cancelled").wait_for(timeout=30_000)
 
+        halfway = f"step {max(2, int(STEPS) // 2)} of"  # a few tiles in the strip for the screenshot
+        page.locator("#live_caption").get_by_text(halfway).wait_for(timeout=180_000)
         page.locator("#live_x0 img").wait_for(timeout=120_000)  # the x0 estimate follows its step's VAE decode
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "studio_generate.png"), full_page=True)
@@ -128,13 +138,19 @@ def test_studio_generate_live_bend_probe(served, tmp_path):
         page.wait_for_timeout(800)
         page.screenshot(path=str(shots / "studio_bend.png"), full_page=True)
 
-        # Probe: the run picked above is the baseline; click the circle's start and read the chart's table
+        # Probe: the run picked above is the baseline; click the red circle (found in the video) and read the
+        # chart's table
+        frame = read_mp4(run_dir / "video.mp4")[8].astype(int)
+        ys, xs = np.nonzero((frame[..., 0] > 150) & (frame[..., 1] < 90) & (frame[..., 2] < 90))
+        at = (xs.mean() / frame.shape[1], ys.mean() / frame.shape[0]) if len(xs) else (0.5, 0.5)
         page.get_by_role("tab", name="Probe").click()
         page.locator("#probe_image img, #probe_status .as-error").first.wait_for(timeout=30_000)
         assert not page.locator("#probe_status .as-error").count(), page.locator("#probe_status").inner_text()
         image = page.locator("#probe_image img")
         box = image.bounding_box()
-        image.click(position={"x": box["width"] * 0.3, "y": box["height"] * 0.5})
+        side = min(box["width"], box["height"])  # the frame is drawn square, centred in the box
+        image.click(position={"x": (box["width"] - side) / 2 + side * at[0],
+                              "y": (box["height"] - side) / 2 + side * at[1]})
         page.locator("#probe_table").get_by_text("blue square").wait_for(timeout=60_000)
         table = page.locator("#probe_table").inner_text()
         assert "red circle" in table and "pixel (" in table

@@ -15,7 +15,7 @@ import gradio as gr
 
 from .cards import error_card
 from .handlers import Handlers, failure
-from .live import pictures, progress_html
+from .live import pictures, preview_step, progress_html
 from .session import Viewer
 from .studio import CANCELLED, DONE, Job, Settings, Studio, prompt_words
 
@@ -76,6 +76,10 @@ class GenerateHandlers:
         run = self.viewer.run(job.rel)
         return len(run.steps_done), int(run.meta.get("num_steps") or 0) or None, True
 
+    def _x0(self, job: Job, done: int) -> int | None:
+        """The newest step with its x0 estimate written (it lands a VAE decode after the step's maps)."""
+        return preview_step(self.viewer.run(job.rel), done - 1) if done else None
+
     def _state(self, job: Job | None) -> str:
         if job is None:
             return ""
@@ -90,7 +94,7 @@ class GenerateHandlers:
         try:
             done, total, exists = self._progress(job)
             state = progress_html(job, self.studio.position(job), done, total)
-            now = f"{job.state}:{exists}:{done}:{word}"
+            now = f"{job.state}:{exists}:{done}:{word}:{self._x0(job, done) if job.settings.previews else ''}"
             stopped = job.done
             timer = gr.Timer(active=not stopped)
             if now == phase:
@@ -161,7 +165,7 @@ def build_generate_tab(studio: Studio, viewer: Viewer, handlers: Handlers) -> Ca
             with gr.Row():
                 live_map = gr.Image(label="attention at the last finished step", type="numpy", interactive=False,
                                     elem_id="live_map", height=300, format="png")
-                live_x0 = gr.Image(label="the model's x0 estimate at that step", type="numpy",
+                live_x0 = gr.Image(label="the model's x0 estimate (the newest written)", type="numpy",
                                    interactive=False, elem_id="live_x0", height=300)
             caption = gr.Markdown(elem_id="live_caption")
             strip = gr.Image(label="every finished step: the timeline forming", type="numpy", interactive=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 
 import numpy as np
+from PIL import Image
 
 from ..errors import SelectionError
 from ..render import heatmap_frames, select
@@ -35,11 +36,30 @@ def step_map(run: Run, word: str, step: int, side: int | None = None) -> np.ndar
     return heatmap_frames(run, word, maps=maps, frames=[geo.middle], norm="frame", colorbar=False, size=size)[0]
 
 
-def preview_frame(run: Run, step: int) -> np.ndarray | None:
-    """The model's x0 estimate at ``step``, middle frame, when the run stores previews."""
-    if run.previews is None or step >= run.previews.sizes["step"]:
+def preview_step(run: Run, step: int) -> int | None:
+    """The newest step up to ``step`` whose x0 estimate is written; None when none is (or the run stores none).
+    Why search back: a step's preview is written after its maps (one VAE decode later), and a preview not
+    written yet reads as zeros, a black frame."""
+    if run.previews is None:
         return None
+    for s in range(min(step, run.previews.sizes["step"] - 1), -1, -1):
+        if _middle(run, s).any():
+            return s
+    return None
+
+
+def _middle(run: Run, step: int) -> np.ndarray:
     return np.asarray(run.previews.isel(step=step, frame=run.previews.sizes["frame"] // 2).values)
+
+
+def preview_frame(run: Run, step: int) -> tuple[np.ndarray, int] | None:
+    """The newest x0 estimate written up to ``step`` (middle frame, at the video's size: previews are stored
+    downscaled) and its step; None when there is none yet."""
+    s = preview_step(run, step)
+    if s is None:
+        return None
+    geo = geometry(run)
+    return np.asarray(Image.fromarray(_middle(run, s)).resize((geo.width, geo.height), Image.BILINEAR)), s
 
 
 def strip(run: Run, word: str) -> np.ndarray:
@@ -62,8 +82,11 @@ def pictures(viewer: Viewer, rel: str, word: str | None) -> tuple[np.ndarray | N
     word = word if word in run.words else run.words[0]
     last = done[-1]
     tile = _tiles.get((run.path, word, last, "full"), lambda: step_map(run, word, last))
-    return (tile, preview_frame(run, last), strip(run, word),
-            f"**{word}** · step {last + 1} of {run.meta['num_steps']} · mean over layers and heads · middle frame")
+    preview = preview_frame(run, last)
+    x0 = "" if preview is None else f" · x0 of step {preview[1] + 1}"
+    return (tile, None if preview is None else preview[0], strip(run, word),
+            f"**{word}** · step {last + 1} of {run.meta['num_steps']} · mean over layers and heads · middle "
+            f"frame{x0}")
 
 
 def progress_html(job: Job | None, position: int, steps_done: int, total: int | None) -> str:
