@@ -60,8 +60,14 @@ def test_browser_moves_a_slider_and_the_picture_changes(url, tmp_path):
         page.screenshot(path=str(shots / "viewer_runs.png"))
         page.get_by_role("tab", name="Explore").click()
         page.locator("#still img").first.wait_for(timeout=30_000)
+        opened = still_src(page)
+        assert opened
+        # an unmeasured model's run opens at the mean over every step (as `attnscope render` draws it): show one
+        # step, so the step slider has something to move
+        page.locator("#step_mean input").uncheck()
+        page.wait_for_function("(old) => { const i = document.querySelector('#still img');"
+                               " return i && i.src && i.src !== old; }", arg=opened, timeout=30_000)
         first = still_src(page)
-        assert first
         page.locator("#step input[type=range]").fill("0")  # the earliest step: a diffuse map
         page.wait_for_function("(old) => { const i = document.querySelector('#still img');"
                                " return i && i.src && i.src !== old; }", arg=first, timeout=30_000)
