@@ -57,3 +57,21 @@ def test_mask_region_from_a_box_or_strokes():
     assert region_of_strokes({"layers": [np.zeros((10, 10, 4), np.uint8)]}) is None
     boxed = draw_box(np.zeros((100, 100, 3), np.uint8), (0.1, 0.1), (0.5, 0.5))
     assert boxed[10, 30].any() and not boxed[30, 30].any()
+
+
+def test_two_clicks_on_the_frame_set_the_mask_box(tmp_path):
+    import gradio as gr
+
+    from attnscope.app.bend_tab import BendHandlers
+    from attnscope.app.session import Viewer
+
+    handlers = BendHandlers(studio=None, viewer=Viewer(tmp_path), handlers=None)
+    frame = np.zeros((100, 200, 3), np.uint8)
+
+    def click(x: int, y: int) -> gr.SelectData:
+        return gr.SelectData(None, {"index": [x, y], "value": None, "selected": True})
+
+    corner, drawn, *rest = handlers.click_box(frame, None, click(150, 80))
+    assert corner == [(0.75, 0.8)] and drawn.any()
+    corner, drawn, *box = handlers.click_box(frame, corner, click(50, 20))
+    assert corner is None and box == [0.25, 0.2, 0.75, 0.8]
