@@ -10,6 +10,7 @@ import pytest
 from attnscope import open_run
 from attnscope.app.studio import CANCELLED, DONE, QUEUED, Settings, Studio
 from attnscope.errors import PromptTooLongError, WordNotFoundError
+from attnscope.options import OptionsError
 
 SMALL = dict(steps=3, frames=5, height=128, width=128, previews=False)
 
@@ -33,6 +34,8 @@ def test_bad_prompts_are_refused_and_start_nothing(studio):
         studio.submit(Settings("a (red circle) moving right", words=("dragon",), **SMALL))
     with pytest.raises(PromptTooLongError, match="512"):
         studio.submit(Settings("a (red) circle " + "moving right " * 300, **SMALL))
+    with pytest.raises(OptionsError, match="--guidance"):  # the CLI's own option checks (attnscope.options)
+        studio.submit(Settings("a (red) circle", **{**SMALL, "guidance": -1.0}))
     assert not list(studio.root.rglob("meta.json"))
 
 

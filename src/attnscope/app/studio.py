@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AttnscopeError
+from ..options import GenerationOptions
 
 log = logging.getLogger("attnscope.app")
 
@@ -53,6 +54,14 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def options(self) -> GenerationOptions:
+        """These settings as the one options model the CLI, sweeps and ``generate`` share (its checks included:
+        a bad value is one :class:`~attnscope.errors.OptionsError` naming the option)."""
+        return GenerationOptions.from_cli(steps=self.steps, frames=self.frames, height=self.height,
+                                          width=self.width, guidance=self.guidance, words=prompt_words(self)[1],
+                                          value_norm=self.value_norm, self_prop=self.self_prop,
+                                          previews=self.previews)
 
 
 @dataclass
@@ -91,6 +100,7 @@ def check(pipe, settings: Settings) -> None:
     from ..models.info import model_info
 
     clean, words = prompt_words(settings)
+    settings.options()  # the option checks the CLI applies
     if not clean.strip():
         raise AttnscopeError("the prompt is empty; type one, and mark the words to watch like (this)")
     resolve_words(wan.clean_prompt(clean), words, pipe.tokenizer)
@@ -214,16 +224,13 @@ class Studio:
                                            "model": s.model}}
         if s.baseline:
             meta["baseline"] = os.path.relpath(self.root / s.baseline, out)
-        _, words = prompt_words(s)
         hooks = [t.register_forward_pre_hook(_cancel_hook(job.cancel), with_kwargs=True)
                  for t in wan.transformers_of(pipe).values()]
         try:
             if job.cancel.is_set():
                 raise Cancelled("cancelled before it started")
-            generate(pipe, s.prompt, out, words=words, seed=s.seed, bends=list(s.bends) or None,
-                     value_norm=s.value_norm, self_prop=s.self_prop, previews=s.previews, quiet=True, meta=meta,
-                     num_inference_steps=s.steps, num_frames=s.frames, height=s.height, width=s.width,
-                     guidance_scale=s.guidance)
+            generate(pipe, s.prompt, out, seed=s.seed, bends=list(s.bends) or None, quiet=True, meta=meta,
+                     **s.options().generate_kwargs())
         finally:
             for hook in hooks:
                 hook.remove()
