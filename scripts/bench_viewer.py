@@ -201,6 +201,11 @@ def bench_browser(root: Path, rel: str, repeats: int, chromium: str = "/usr/bin/
             page.get_by_role("tab", name="Explore").click()
             page.locator("#still img").first.wait_for(timeout=120_000)
             page.wait_for_timeout(1500)  # let the run's first events settle
+            # a run opens at its default view, a mean over steps and layers: the sliders pick one slab once the
+            # means are off (as a person moving them would first do)
+            page.locator("#step_mean input[type=checkbox]").uncheck()
+            page.locator("#layer_mean input[type=checkbox]").uncheck()
+            page.wait_for_timeout(1500)
             sliders = {"step (slider, new chunk)": ("#step", lambda i: 40 - i),
                        "layer (slider, new chunk)": ("#layer", lambda i: i),
                        "opacity (slider)": ("#alpha", lambda i: round(0.1 + 0.1 * i, 2)),
