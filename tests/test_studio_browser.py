@@ -78,7 +78,7 @@ def generate_form(page, prompt: str, words: str = "") -> None:
     page.locator("#gen_go").click()
 
 
-def test_studio_generate_live_bend_probe(served, tmp_path):
+def test_studio_generate_live_bend_probe_export(served, tmp_path):
     url, root = served
     shots = Path(os.environ.get("ATTNSCOPE_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -157,6 +157,18 @@ def test_studio_generate_live_bend_probe(served, tmp_path):
         page.locator("#probe_chart img").first.wait_for(timeout=30_000)
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "studio_probe.png"), full_page=True)
+
+        # Export: the word's matte for compositing, downloaded from Explore, decodes to the run's frames and size
+        page.get_by_role("tab", name="Explore").click()
+        page.locator("#matte").click()
+        link = page.locator("#matte_file a").first
+        link.wait_for(timeout=120_000)
+        with page.expect_download(timeout=60_000) as download:
+            link.click()
+        download.value.save_as(tmp_path / "matte.mp4")
+        matte, video = read_mp4(tmp_path / "matte.mp4"), read_mp4(run_dir / "video.mp4")
+        assert matte.shape == video.shape  # the run's frame count and size
+        assert (matte[..., 0] == matte[..., 1]).mean() > 0.99 and matte.max() > 200  # grey, the map at its peak
         browser.close()
     assert (shots / "studio_bend.png").stat().st_size > 10_000
 

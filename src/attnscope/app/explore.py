@@ -112,3 +112,16 @@ def overlay_video(viewer: Viewer, rel: str, c: Controls) -> Path:
     run = viewer.run(rel)
     frames = draw(viewer, run, c, None)
     return write_mp4(viewer.new_file(".mp4"), frames, fps=geometry(run).fps)
+
+
+def matte_video(viewer: Viewer, rel: str, c: Controls) -> Path:
+    """The word's map alone as a grayscale H.264 matte for compositing (no colour bar, the run's frame count,
+    size and fps), for the Explore tab's current selection and normalization."""
+    from ..render.matte import matte_frames, write_matte_mp4
+
+    run = viewer.run(rel)
+    step, layer, head = specs(run, c)
+    maps = viewer.selection(run, c.word, step, layer, head, c.estimator)
+    matte = matte_frames(run, c.word, norm=c.norm, maps=maps)
+    return write_matte_mp4(viewer.new_file(".mp4"), matte, geometry(run).fps)
+

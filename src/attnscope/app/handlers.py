@@ -203,6 +203,10 @@ class Handlers:
     def overlay_video(self, rel: str, *values: Any) -> tuple:
         return (str(explore.overlay_video(self.viewer, rel, controls(values))),)
 
+    @guarded(2)
+    def matte(self, rel: str, *values: Any) -> tuple:
+        return (str(explore.matte_video(self.viewer, rel, controls(values))),)
+
     # Views
     @guarded(2)
     def timeline(self, rel: str, *values: Any) -> tuple:

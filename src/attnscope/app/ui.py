@@ -82,7 +82,11 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None, studio: Studio
                     still = gr.Image(label="overlay (current frame)", type="numpy", format="jpeg",
                                      interactive=False, elem_id="still", height=460)
                     caption = gr.Markdown(elem_id="caption")
-                    render_btn = gr.Button("Render overlay video", elem_id="render_video")
+                    with gr.Row():
+                        render_btn = gr.Button("Render overlay video", elem_id="render_video")
+                        matte_btn = gr.Button("Matte for compositing (grey MP4)", elem_id="matte")
+                    matte_file = gr.File(label="matte: the map alone, the run's frames and size", interactive=False,
+                                         elem_id="matte_file")
                     with gr.Row():
                         overlay = gr.Video(label="overlay video", interactive=False, autoplay=True, loop=True,
                                            height=260)
@@ -131,6 +135,7 @@ def build_app(runs_dir: str | Path, viewer: Viewer | None = None, studio: Studio
             comp.change(h.live_still, [run, *inputs], [still, caption, status], **LIVE,
                         api_name="still" if comp is ctl["word"] else False)
         render_btn.click(h.overlay_video, [run, *inputs], [overlay, status], api_name="overlay_video")
+        matte_btn.click(h.matte, [run, *inputs], [matte_file, status], api_name="matte")
         timeline_btn.click(h.timeline, [run, *inputs], [timeline, status], api_name="timeline")
         seg_btn.click(h.segmentation, [run, threshold, *inputs], [seg, status], api_name="segmentation")
         grid_btn.click(h.grid, [run, *inputs], [grid, status], api_name="grid")
