@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import contextmanager
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -51,3 +53,22 @@ def tiny_call_kwargs(variant: str, seed: int = 0, **overrides):
         kw["image"] = Image.fromarray((rng.random((32, 64, 3)) * 255).astype("uint8"))
     kw.update(overrides)
     return kw
+
+
+# ---- browser tests (Debian's Chromium through Playwright) ------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                       "(apt-get install -y chromium)"),
+]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, for a test's viewer server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+

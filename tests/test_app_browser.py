@@ -6,7 +6,6 @@ Screenshots go to $ATTNSCOPE_SCREENSHOTS when set (the README's pictures are mad
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,9 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 from attnscope.app.server import serve  # noqa: E402
 from attnscope.render.synthetic import make_synthetic_run  # noqa: E402
+from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                       "(apt-get install -y chromium)"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +38,7 @@ def test_browser_moves_a_slider_and_the_picture_changes(url, tmp_path):
     shots = Path(os.environ.get("ATTNSCOPE_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
         page.goto(url)
         page.locator("#cards .as-card").first.wait_for(timeout=30_000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,24 +23,11 @@ pytest.importorskip("gradio")
 playwright = pytest.importorskip("playwright.sync_api")
 
 from attnscope.app.server import serve  # noqa: E402
+from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                       "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 PROMPT = "a (red circle) moving right and a (blue square) standing still"
 STEPS = os.environ.get("ATTNSCOPE_STUDIO_STEPS", "4")  # the README's screenshots: 12
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +71,7 @@ def test_studio_generate_live_bend_probe_export(served, tmp_path):
     watcher = FirstStep(root)
     watcher.start()
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
         page.goto(url)
         generate_form(page, PROMPT)
