@@ -176,8 +176,9 @@ WINDOW_STARTS = (0.0, 0.25, 0.5, 0.6, 0.75)  # late windows [start, 1) of the de
 WINDOW_TOLERANCE = 0.005  # a window within this of every step's selection score is "as good" (cheapest_window)
 
 
-def step_windows(samples: list[Sample], base: str) -> list[dict]:
-    """``base`` over every layer and the steps from each of ``WINDOW_STARTS`` to the end, scored like the table.
+def step_windows(samples: list[Sample], base: str, every_step: list[dict] | None = None) -> list[dict]:
+    """``base`` over every layer and the steps from each of ``WINDOW_STARTS`` to the end, scored like the table;
+    ``every_step``: the rows ``base`` already scored over every step (the first window), reused.
 
     Why: an estimator that costs per captured step (self-prop) is worth capturing only on the steps the view
     reads; if a late window scores as well as every step, capture can skip the rest without changing the result.
@@ -189,7 +190,10 @@ def step_windows(samples: list[Sample], base: str) -> list[dict]:
         steps = list(range(min(int(round(start * num_steps)), num_steps - 1), num_steps))
         if out and out[-1]["steps"][0] == steps[0]:
             continue  # a short run: this window is the previous one
-        rows = [_scores(fn(s.run, s.word, steps=steps), s) for s in samples]
+        if steps[0] == 0 and every_step is not None:
+            rows = every_step
+        else:
+            rows = [_scores(fn(s.run, s.word, steps=steps), s) for s in samples]
         summary = _summary(rows, samples)
         out.append({"step_fraction": [start, 1.0], "steps": [steps[0], steps[-1]],
                     "selection": _selection_score(rows, samples)[0], HEADLINE: summary[HEADLINE]})
@@ -255,7 +259,7 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
     # or the shortest late window that scores as well (cheapest_window).
     top = max(results["estimators"], key=lambda name: results["estimators"][name][HEADLINE])
     subset = top == "best-layers"
-    windows = step_windows(samples, base_for_best)
+    windows = step_windows(samples, base_for_best, all_rows.get(base_for_best))
     results["step_windows"] = {"base": base_for_best, "windows": windows}
     late = cheapest_window(windows) if top == base_for_best else [0.0, 1.0]
     results["recommended"] = {"estimator": top, "layers": best["layers"] if subset else None,
