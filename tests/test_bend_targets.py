@@ -95,6 +95,62 @@ def test_reweight_renormalized_over_real_tokens_keeps_the_padding_mass():
     torch.testing.assert_close(out[..., 2] / out[..., 3], p[..., 2] / p[..., 3])  # others scaled alike
 
 
+def two_objects() -> torch.Tensor:
+    """Probabilities where "red cat" (tokens 1, 2) sits in the left half and "cat (2)" (5) in the right half, and
+    EOS (6) covers both, as a real prompt's end-of-sequence token does."""
+    p = probs().clone() * 0.1
+    left = torch.zeros(GRID)
+    left[..., :4] = 1.0
+    left = left.flatten()
+    p[..., 1] += 0.3 * left
+    p[..., 2] += 0.3 * left
+    p[..., 5] += 0.3 * (1.0 - left)
+    p[..., 6] += 0.4
+    return p / p.sum(-1, keepdim=True), left.bool()
+
+
+def test_masked_eos_suppress_removes_the_objects_share_and_keeps_the_others():
+    p, left = two_objects()
+    b = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0, "eos": "masked"})
+    assert not b.logit_bends and b.map_bends  # it needs the probabilities
+    out = b.post_softmax(p.clone(), Call())
+    torch.testing.assert_close(out.sum(-1), torch.ones(1, HEADS, S))
+    assert torch.equal(out[..., [1, 2]], torch.zeros_like(out[..., [1, 2]]))
+    # EOS keeps 1 - share of itself, share = the object's map over its peak in the head and frame; then the row
+    # is renormalized over every key, as the softmax would
+    obj = p[..., [1, 2]].sum(-1)
+    share = (obj.unflatten(-1, (2, -1)) / obj.unflatten(-1, (2, -1)).amax(-1, keepdim=True)).flatten(-2)
+    kept = p[..., 6] * (1 - share)
+    torch.testing.assert_close(out[..., 6], kept / (1 - obj - p[..., 6] * share))
+    assert (out[..., left, 6] < 0.5 * p[..., left, 6]).all()  # mostly gone on the object
+    assert (out[..., ~left, 6] > 0.7 * p[..., ~left, 6]).all()  # mostly kept on the other object
+    # the whole-EOS object bend takes EOS everywhere, the other object's half too
+    whole = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0})
+    full = torch.softmax(whole.pre_softmax(torch.log(p), Call()), -1)
+    assert full[..., ~left, 6].max() == 0.0
+
+
+def test_masked_eos_translate_moves_the_objects_share_of_eos_with_it():
+    p, left = two_objects()
+    b = bender({"target": "attention", "op": "translate", "object": "red cat", "dx": 0.5, "eos": "masked",
+                "renormalize": False})
+    out = b.post_softmax(p.clone(), Call())
+    share = p[..., [1, 2]].sum(-1).unflatten(-1, (2, -1))
+    share = (share / share.amax(-1, keepdim=True)).flatten(-2)
+    moving = (p[..., 6] * share).unflatten(-1, GRID)
+    moved = torch.zeros_like(moving)
+    moved[..., 4:] = moving[..., :4]  # dx 0.5 of 8 tokens: 4 tokens right
+    expected = p[..., 6] * (1 - share) + moved.flatten(-3)
+    torch.testing.assert_close(out[..., 6], expected)
+    torch.testing.assert_close(out[..., 1].unflatten(-1, GRID)[..., 4:], p[..., 1].unflatten(-1, GRID)[..., :4])
+    torch.testing.assert_close(out[..., [0, 3, 4, 5]], p[..., [0, 3, 4, 5]])  # other words untouched
+
+
+def test_masked_eos_is_refused_for_words_that_are_not_eos_modes():
+    with pytest.raises(BendRecipeError, match="eos"):
+        load_recipe([{"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0, "eos": "half"}])
+
+
 def test_identity_targets_are_dropped():
     b = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 1.0},
                {"target": "attention", "op": "translate", "words": ["red", "cat"], "dx": 0.0})

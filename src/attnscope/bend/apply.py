@@ -32,7 +32,19 @@ from .recipe import (
 from .swap import SwapSource
 from .targets import TargetResolver
 
-__all__ = ["Bender"]
+__all__ = ["Bender", "object_share"]
+
+
+def object_share(probs: torch.Tensor, word: torch.Tensor, eos: int, grid: tuple[int, int, int]) -> torch.Tensor:
+    """(B, H, S) in [0, 1]: how much of each video token's EOS attention is the object's.
+
+    The object's map (its tokens' probabilities summed, ``word`` (B, H, S, T)) relative to that map's peak in the
+    same head and frame: 1 where the object is strongest, near 0 on the other objects and the background.
+    """
+    frames = grid[0]
+    mass = word.sum(-1).unflatten(-1, (frames, -1))  # (B, H, F, Y*X)
+    peak = mass.amax(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
+    return (mass / peak).flatten(-2).to(probs.dtype)
 
 
 class Call(Protocol):
@@ -99,9 +111,11 @@ class Bender:
     def _bind(self, live: list[tuple[int, Bend]]) -> None:
         self.live = live
         attention = [(i, b) for i, b in live if isinstance(b, AttentionBend)]
-        self.logit_bends = [(i, b) for i, b in attention if b.op == "reweight" and b.renormalize == "all"]
-        self.map_bends = [(i, b) for i, b in attention
-                          if isinstance(b, AttentionMapBend) or (b.op == "reweight" and b.renormalize == "real")]
+        # a masked end-of-sequence share needs the probabilities, so such a reweight runs after the softmax
+        self.logit_bends = [(i, b) for i, b in attention
+                            if b.op == "reweight" and b.renormalize == "all" and not b.masked_eos]
+        self.map_bends = [(i, b) for i, b in attention if isinstance(b, AttentionMapBend)
+                          or (b.op == "reweight" and (b.renormalize == "real" or b.masked_eos))]
         self.map_bends += [(i, b) for i, b in live if isinstance(b, AttentionSwapBend)]
         self.map_bends.sort(key=lambda item: item[0])  # recipe order
         self.head_bends = [(i, b) for i, b in live
@@ -135,10 +149,7 @@ class Bender:
         if key not in self._columns:
             cols = list(self._tokens[index])
             if bend.with_eos:
-                eos = self._eos if self._eos is not None else (prompt_tokens - 1 if prompt_tokens > 0 else None)
-                if eos is None:
-                    raise BendRecipeError(f"{_where(index, bend)}: the end-of-sequence token is unknown (the call "
-                                          "does not say how many real tokens the prompt has)")
+                eos = self.eos_column(index, bend, call)
                 if eos not in cols:
                     cols.append(eos)
             if bend.padding:
@@ -147,6 +158,15 @@ class Bender:
                 cols.extend(range(prompt_tokens, keys))
             self._columns[key] = torch.tensor(cols, device=device)
         return self._columns[key]
+
+    def eos_column(self, index: int, bend: Bend, call: Call) -> int:
+        """The end-of-sequence token's key index: the tokenizer's, else the call's last real token."""
+        prompt_tokens = int(getattr(call, "prompt_tokens", 0) or 0)
+        eos = self._eos if self._eos is not None else (prompt_tokens - 1 if prompt_tokens > 0 else None)
+        if eos is None:
+            raise BendRecipeError(f"{_where(index, bend)}: the end-of-sequence token is unknown (the call "
+                                  "does not say how many real tokens the prompt has)")
+        return eos
 
     @property
     def cluster_files(self) -> list[str]:
@@ -218,10 +238,18 @@ class Bender:
                 continue
             cols = self.columns(i, bend, call, probs.shape[-1], probs.device)
             heads = slice(None) if bend.heads is None else bend.heads
+            eos = self.eos_column(i, bend, call) if bend.masked_eos else None
             if bend.op == "reweight":
-                self._reweight_real(probs, cols, bend, call, heads)
+                if eos is None:
+                    self._reweight_real(probs, cols, bend, call, heads)
+                else:
+                    self._reweight_masked(probs, cols, eos, bend, call, heads)
                 continue
             word = probs.index_select(-1, cols)  # (B, heads, S, T)
+            share = None
+            if eos is not None:  # the object's share of EOS moves as one more column; the rest stays
+                share = object_share(probs, word, eos, call.grid)
+                word = torch.cat([word, (probs[..., eos] * share).unsqueeze(-1)], dim=-1)
             grid_maps = word[:, heads].movedim(-1, 2).unflatten(-1, (frames, height, width))  # (B, h, T, F, Y, X)
             bent = maps.transform(grid_maps, bend.op, **bend.params())
             if bent is grid_maps:
@@ -229,6 +257,11 @@ class Bender:
             if bend.op == "sharpen":
                 bent = bent.clamp_min(0.0)  # probabilities cannot go negative
             word[:, heads] = bent.flatten(-3).movedim(2, -1)  # back to (B, h, S, T)
+            if share is not None:
+                column = probs[..., eos].clone()
+                column[:, heads] = (column * (1.0 - share) + word[..., -1])[:, heads]
+                probs[..., eos] = column
+                word = word[..., :-1]
             probs.index_copy_(-1, cols, word)
             if bend.renormalize:
                 tiny = torch.finfo(probs.dtype).tiny
@@ -251,6 +284,26 @@ class Bender:
         after = rows.index_select(-1, real).sum(-1, keepdim=True)
         factor = torch.where(after > 0, before / after.clamp_min(torch.finfo(probs.dtype).tiny), 1.0)
         rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
+        probs[:, heads] = rows
+
+    @staticmethod
+    def _reweight_masked(probs: torch.Tensor, cols: torch.Tensor, eos: int, bend: Bend, call: Call, heads) -> None:
+        """``reweight`` of an object with ``eos: masked``: its tokens and its share of EOS times ``scale``; then the
+        rows renormalized as ``renormalize`` says (``all``: over every key, as the softmax would)."""
+        share = object_share(probs, probs.index_select(-1, cols), eos, call.grid)  # (B, H, S)
+        real = torch.tensor(sorted(set(range(int(call.prompt_tokens))) | set(cols.tolist()) | {eos}),
+                            device=probs.device)
+        rows = probs[:, heads]
+        before = rows.index_select(-1, real).sum(-1, keepdim=True)
+        rows.index_copy_(-1, cols, rows.index_select(-1, cols) * bend.scale)
+        rows[..., eos] *= 1.0 - share[:, heads] * (1.0 - bend.scale)
+        tiny = torch.finfo(probs.dtype).tiny
+        if bend.renormalize == "all":
+            rows.div_(rows.sum(-1, keepdim=True).clamp_min(tiny))
+        else:  # "real": the prompt's tokens get back the total they had, the padding sink keeps its mass
+            after = rows.index_select(-1, real).sum(-1, keepdim=True)
+            factor = torch.where(after > 0, before / after.clamp_min(tiny), 1.0)
+            rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
         probs[:, heads] = rows
 
     def on_head_outputs(self, out: torch.Tensor, call: Call) -> torch.Tensor:

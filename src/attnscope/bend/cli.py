@@ -33,7 +33,7 @@ def bend_eval_command(
         return
     import attnscope
 
-    chosen = {op: ({"eos": False} if op == "translate" else {}) for op in ops.split(",") if op}
+    chosen = {op: {} for op in ops.split(",") if op}  # every field from the model's measured defaults
     pipe = attnscope.load_pipeline("toy", device=device)
     out.mkdir(parents=True, exist_ok=True)
     name = "bend_eval" if start == 0 else f"bend_eval_{start}"

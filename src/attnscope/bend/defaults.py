@@ -2,8 +2,9 @@
 
 The toy model's file is ``attnscope/toy/weights/bend_defaults.json``: for each op (``attention.reweight``,
 ``attention.translate``, ...; ``attention.*`` for the other attention ops) the ``steps`` and ``layers`` that made
-the op work on held-out prompts (``attnscope bend-eval``). A bend that leaves ``steps`` (or ``layers``) unset
-takes the default; one that names them, ``steps: [0.0, 1.0]`` for the whole schedule, keeps its own.
+the op work on held-out prompts (``attnscope bend-eval``), and for object targets how the end-of-sequence token is
+bent (``eos``: true, false or masked). A bend that leaves ``steps`` (or ``layers``, ``eos``) unset takes the
+default; one that names them, ``steps: [0.0, 1.0]`` for the whole schedule, keeps its own.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ def apply_defaults(index: int, bend: Bend, defaults: dict[str, dict[str, Any]]) 
     chosen = defaults.get(_key(bend)) or (defaults.get(f"{bend.target}.*") if bend.target == "attention" else None)
     if not chosen:
         return bend
-    update = {k: chosen[k] for k in ("steps", "layers") if chosen.get(k) is not None and getattr(bend, k) is None}
+    update = {k: chosen[k] for k in ("steps", "layers", "eos")
+              if chosen.get(k) is not None and getattr(bend, k, "absent") is None}
+    if "eos" in update and getattr(bend, "object", None) is None:
+        del update["eos"]  # the default end-of-sequence handling is an object's; a word keeps its own (none)
     if not update:
         return bend
     return parse_bend(index, {**bend.model_dump(mode="json"), **update})

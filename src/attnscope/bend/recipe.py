@@ -100,11 +100,14 @@ class _Target(Strict):
 
     ``object: red circle`` bends every token of the phrase together with the prompt's end-of-sequence token
     (``eos``, on by default for objects) and, with ``padding: true``, the padding sink (every padding key).
+    ``eos: masked`` bends only the object's share of the end-of-sequence token: its column weighted, per head and
+    frame, by the object's own map relative to that map's peak. The end-of-sequence token covers every object of
+    the prompt, so bending all of it also bends the objects the recipe did not name.
     """
 
     word: Annotated[Any, BeforeValidator(word_target)] = None
     object: Annotated[Any, BeforeValidator(word_target)] = None
-    eos: bool | None = None  # default: True for an object, False for a word
+    eos: bool | Literal["masked"] | None = None  # default: True for an object, False for a word
     padding: bool = False
     heads: Indices = None
 
@@ -134,7 +137,13 @@ class _Target(Strict):
 
     @property
     def with_eos(self) -> bool:
-        return self.eos if self.eos is not None else self.object is not None
+        """Is the whole end-of-sequence column one of the bent columns?"""
+        return self.eos is True or (self.eos is None and self.object is not None)
+
+    @property
+    def masked_eos(self) -> bool:
+        """Is the object's share of the end-of-sequence column bent (``eos: masked``)?"""
+        return self.eos == "masked"
 
     @property
     def described(self) -> str:
