@@ -52,6 +52,10 @@ def generate(
     compact: bool = typer.Option(False, help="Store the maps compactly: a byte per value with a scale per map "
                                  "(a quarter to 40 % of the lossless size; every read value within 0.25 % of its "
                                  "map's maximum, recorded in meta.json)."),
+    probe: list[str] = typer.Option(None, "--probe", help="Also capture where a point attends in space-time: "
+                                    "its self-attention row (mean over heads) at every captured step and layer. "
+                                    "F,Y,X on the latent token grid (repeatable), e.g. --probe 2,8,13; the Probe "
+                                    "tab of `attnscope view` draws it."),
     previews: bool = typer.Option(None, "--previews/--no-previews", help="Decode the model's clean-video "
                                   "estimate at every step, for `render --kind timeline` (default: on a GPU only; "
                                   "costs one VAE decode per step)."),
@@ -71,7 +75,7 @@ def generate(
                  height=height, width=width, steps=steps, guidance=guidance, negative=negative, heads=heads,
                  layers=layers, bend=bend, compare=compare, value_norm=value_norm, self_prop=self_prop,
                  self_prop_steps=self_prop_steps, compact=compact, overwrite=overwrite, device=device,
-                 previews=previews, parallel=parallel)
+                 previews=previews, parallel=parallel, probe=probe or None)
 
 
 def _mount() -> None:

@@ -54,7 +54,7 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
              bends=None, negative_prompt: str | None = None, heads="all", layers="all", steps="all",
              value_norm: bool = False, self_prop: bool = False, self_prop_steps=None, previews: bool | None = None,
              overwrite: bool = False, quiet: bool = False, meta: dict[str, Any] | None = None,
-             precision: str = "fp16", **pipe_kwargs: Any) -> Run | None:
+             precision: str = "fp16", probe_points=None, **pipe_kwargs: Any) -> Run | None:
     """Generate a video with ``pipe`` while tracing ``words``; write ``out``/video.mp4 and the store.
 
     Unset sizes and steps come from the model's defaults (:func:`attnscope.models.info.model_info`: toy 256², 17
@@ -62,7 +62,8 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     model's x0 estimate at every step for the timeline render; it costs one VAE decode per step, so it defaults
     to on only on a GPU and for videos up to 512 px and 33 frames. ``meta`` adds entries to the run's meta.json
     (e.g. what an experiment needs to recognise its own runs). ``precision="uint8"`` writes a compact store
-    (:func:`attnscope.trace`). Returns the Run (None on the ranks other than 0 of
+    (:func:`attnscope.trace`), and so does ``probe_points`` (each point's self-attention rows; checked against the
+    token grid before anything runs). Returns the Run (None on the ranks other than 0 of
     a context-parallel generation, which hand their token slices to rank 0).
     """
     out = Path(out)
@@ -77,14 +78,16 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
         self_prop_steps = preset_steps(info.id, options["num_inference_steps"])
     tr = trace(pipe, words=words, store=out, heads=heads, layers=layers, steps=steps, bends=bends,
                value_norm=value_norm, self_prop=self_prop, overwrite=overwrite, precision=precision,
-               self_prop_steps=self_prop_steps)
+               self_prop_steps=self_prop_steps, probe_points=probe_points)
+    tr.spec.check_probe_points(grid)
     clean = tr.prompt(prompt)
     n_words = len(_words_for(pipe, clean, tr.words_requested))
     transformer = next(iter(wan.transformers_of(pipe).values()))
     n_heads = len(tr.spec.head_list(transformer.blocks[0].attn2.heads))
     n_layers = len(tr.spec.layer_list(len(transformer.blocks)))
     n_steps = tr.spec.steps_kept(options["num_inference_steps"])
-    needed = estimate_store_bytes(n_steps, n_layers, n_heads, n_words, grid, value_norm, self_prop, tr.precision)
+    needed = estimate_store_bytes(n_steps, n_layers, n_heads, n_words, grid, value_norm, self_prop, tr.precision,
+                                  len(tr.spec.probe_points))
     check_fits(out.parent, needed)
     if not quiet:
         print(f"attnscope: capturing {n_words} word(s) × {n_steps} steps × {n_layers} layers × {n_heads} heads "

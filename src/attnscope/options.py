@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import AttnscopeError
+from .capture.spec import ProbePoint, parse_probe_points
+from .errors import AttnscopeError, SelectionError
 from .selection import SelectionSyntaxError, parse_selection
 
 
@@ -47,6 +48,7 @@ class GenerationOptions(BaseModel):
     self_prop_steps: Any = None  # None: the steps the model's recommended view reads (attnscope.generate)
     compact: bool = False  # store maps as uint8 with a scale per map (attnscope.store.compact), not lossless fp16
     previews: bool | None = None
+    probe: list[ProbePoint] | None = None  # probe points (frame, y, x) on the latent token grid, or "F,Y,X" strings
 
     @field_validator("heads", mode="before")
     @classmethod
@@ -57,6 +59,14 @@ class GenerationOptions(BaseModel):
     @classmethod
     def _indices(cls, value: Any) -> Any:
         return _selection(value, "indices", allow_mean=False)
+
+    @field_validator("probe", mode="before")
+    @classmethod
+    def _probe(cls, value: Any) -> Any:
+        try:
+            return list(parse_probe_points(value)) if value is not None else None
+        except SelectionError as exc:
+            raise ValueError(str(exc)) from None
 
     @classmethod
     def from_cli(cls, **values: Any) -> GenerationOptions:
@@ -75,7 +85,7 @@ class GenerationOptions(BaseModel):
                   "words": self.words, "heads": self.heads, "layers": self.layers, "steps": self.capture_steps,
                   "value_norm": self.value_norm, "self_prop": self.self_prop,
                   "self_prop_steps": self.self_prop_steps, "previews": self.previews,
-                  "precision": "uint8" if self.compact else "fp16"}
+                  "precision": "uint8" if self.compact else "fp16", "probe_points": self.probe or None}
         defaults = {"heads": "all", "layers": "all", "steps": "all", "value_norm": False, "self_prop": False,
                     "precision": "fp16"}
         return {k: v for k, v in kwargs.items() if v is not None and defaults.get(k, object()) != v}

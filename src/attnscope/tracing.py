@@ -43,14 +43,15 @@ class Trace(AbstractContextManager):
     def __init__(self, pipe, words: list[str] | None = None, store: str | Path | None = None,
                  heads="all", layers="all", steps="all", bends=None, value_norm: bool = False,
                  overwrite: bool = False, meta: dict[str, Any] | None = None, writer: str = "auto",
-                 self_prop: bool = False, precision: str = "fp16", self_prop_steps="all") -> None:
+                 self_prop: bool = False, precision: str = "fp16", self_prop_steps="all",
+                 probe_points=None) -> None:
         self.pipe = pipe
         self.precision = check_precision(precision)  # "fp16" lossless, "uint8" compact (attnscope.store.compact)
         self.writer_mode = writer  # "thread", "inline" or "auto" (attnscope.store.inline.open_writer)
         self.transformers = wan.transformers_of(pipe)
         self.words_requested = list(words) if words is not None else None
         self.store = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="attnscope-"))
-        self.spec = CaptureSpec.make(heads, layers, steps, value_norm, self_prop, self_prop_steps)
+        self.spec = CaptureSpec.make(heads, layers, steps, value_norm, self_prop, self_prop_steps, probe_points)
         self.overwrite = overwrite
         self.extra_meta = dict(meta or {})
         self.recipe = None
@@ -70,6 +71,7 @@ class Trace(AbstractContextManager):
         self._steps_seen: set[int] = set()
         self._cond_output: torch.Tensor | None = None
         self._x_t: torch.Tensor | None = None
+        self._grid_checked = False
 
     def _shards(self) -> SequenceShards | None:
         """Under diffusers' context parallelism: this rank's place in it; refuses what needs the whole sequence."""
@@ -77,9 +79,10 @@ class Trace(AbstractContextManager):
         if not found:
             return None
         group, rank, world, layout = found[0]
-        if self.spec.self_prop:
-            raise AttnscopeError("self_prop needs every video token's self-attention key, which context "
-                                 "parallelism spreads over the ranks; capture without --self-prop (value_norm works)")
+        if self.spec.grabs_self_attention:
+            raise AttnscopeError("self_prop and probe points need every video token's self-attention key, which "
+                                 "context parallelism spreads over the ranks; capture without --self-prop and "
+                                 "--probe (value_norm works)")
         if self.recipe is not None:
             spatial = [b for b in self.recipe.bends if not b.is_identity() and not local_bend(b)]
             if spatial:
@@ -201,6 +204,9 @@ class Trace(AbstractContextManager):
     # ---- transformer forwards --------------------------------------------------------------------------------
     def _begin_forward(self, expert: str, forward: Forward, context, timestep) -> None:
         state = self.tracker.begin(expert, forward, context, timestep)
+        if not self._grid_checked:  # the first forward: before the store opens and any step runs
+            self.spec.check_probe_points(state.grid)
+            self._grid_checked = True
         self._x_t = forward.hidden
         if state.branch == "cond" and self.spec.keeps_step(state.step):
             self._ensure_writer(forward.module)
@@ -245,14 +251,15 @@ class Trace(AbstractContextManager):
             return  # rank 0 writes the whole grid; this rank hands it its slices
         state = self.tracker.state
         words = [e.label for e in self.entries]
+        probes = len(self.spec.probe_points)
         needed = estimate_store_bytes(self.spec.steps_kept(state.num_steps), len(layers), len(heads), len(words),
                                       state.grid, self.spec.value_norm, self.spec.self_prop,
-                                      self.precision)
+                                      self.precision, probes)
         check_fits(self.store.parent, needed)
         rec.writer = open_writer(self.store, self._meta(transformer), words=words, layers=layers, heads=heads,
                                  num_steps=state.num_steps, grid=state.grid, extras=rec.extras,
                                  overwrite=self.overwrite, release=rec.transfer.pool.give, mode=self.writer_mode,
-                                 precision=self.precision)
+                                 precision=self.precision, probes=probes)
 
     def _meta(self, transformer) -> dict[str, Any]:
         """Everything needed to reproduce the run, as far as the trace knows it (generate() adds the rest)."""
@@ -306,7 +313,8 @@ def runtime(pipe) -> dict[str, Any]:
 
 def trace(pipe, words: list[str] | None = None, store: str | Path | None = None, *, heads="all", layers="all",
           steps="all", bends=None, value_norm: bool = False, self_prop: bool = False, overwrite: bool = False,
-          meta: dict[str, Any] | None = None, precision: str = "fp16", self_prop_steps="all") -> Trace:
+          meta: dict[str, Any] | None = None, precision: str = "fp16", self_prop_steps="all",
+          probe_points=None) -> Trace:
     """Capture the cross-attention of ``words`` for every step × layer × head of the next generation.
 
     ``words=None`` captures every word of the prompt. ``heads`` may be "all", "mean" or a list; ``layers`` and
@@ -317,8 +325,10 @@ def trace(pipe, words: list[str] | None = None, store: str | Path | None = None,
     layer and step), at the captured steps ``self_prop_steps`` selects ("all", or e.g. "10-19": the other steps'
     self_prop stays unwritten and readers skip it). ``precision="uint8"`` stores compact maps (a byte per value,
     codes made on the capture's device; error bound in meta.json, :mod:`attnscope.store.compact`); the default
-    "fp16" is lossless.
+    "fp16" is lossless. ``probe_points=[(frame, y, x), ...]`` (latent token grid units) also stores where each
+    point attends in space-time: its head-mean self-attention row at every captured step and layer (``probe``,
+    :meth:`attnscope.store.Run.probe_rows`); a point outside the grid is refused at the first forward.
     """
     return Trace(pipe, words, store, heads=heads, layers=layers, steps=steps, bends=bends, value_norm=value_norm,
                  self_prop=self_prop, overwrite=overwrite, meta=meta, precision=precision,
-                 self_prop_steps=self_prop_steps)
+                 self_prop_steps=self_prop_steps, probe_points=probe_points)

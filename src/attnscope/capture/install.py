@@ -59,7 +59,8 @@ class Installation:
 
 def install_capture(transformers: dict[str, torch.nn.Module], sink: CaptureSink, spec: CaptureSpec,
                     begin: Callable, end: Callable) -> Installation:
-    """Step hooks, cross-attention processors (and self-attention grabs for ``self_prop``) on every expert."""
+    """Step hooks, cross-attention processors (and self-attention grabs for ``self_prop`` and probe points) on
+    every expert."""
     done = Installation()
     try:
         for expert, transformer in transformers.items():
@@ -68,7 +69,7 @@ def install_capture(transformers: dict[str, torch.nn.Module], sink: CaptureSink,
                 grab = TensorGrab(attn, with_value=spec.value_norm)
                 done.handles(grab.handles)
                 done.processor(attn, AttnscopeProcessor(attn.processor, layer, expert, sink, grab))
-            if spec.self_prop:
+            if spec.grabs_self_attention:
                 for layer, block in enumerate(transformer.blocks):
                     grab = SelfAttentionGrab(block.attn1.processor, block.attn1, layer, expert, sink)
                     done.handles(grab.handles)

@@ -2,8 +2,9 @@
 
 It is the :class:`~.context.CaptureSink` the processors talk to: it says whether a call is captured, computes
 the exact word probabilities beside the stock path (:mod:`.probs`), pairs a block's self-attention with its
-cross-attention for ``self_prop``, keeps the selected heads, casts once to the store's fp16 and starts the copy to
-the host; the writer (:mod:`attnscope.store`) takes it from there.
+cross-attention for ``self_prop`` and the probe rows, keeps the selected heads, casts once to the store's fp16
+(the probe rows stay float32) and starts the copy to the host; the writer (:mod:`attnscope.store`) takes it from
+there.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import torch
 
 from ..errors import AttnscopeError
 from ..store.compact import encode_slabs
+from ..store.layout import PROBE
 from ..store.writer import summaries_of
 from .context import CallInfo, ForwardState
 from .probs import word_matrix, word_probabilities, words_from_probs
-from .selfattn import propagate
+from .selfattn import probe_rows, propagate
 from .spec import CaptureSpec
 from .transfer import HostTransfer
 
@@ -44,6 +46,7 @@ class Recorder:
         self.transfer = HostTransfer()
         self._matrices: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._self_attention: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._probe_rows: dict[tuple[str, int], torch.Tensor] = {}
 
     @property
     def extras(self) -> tuple[str, ...]:
@@ -65,6 +68,9 @@ class Recorder:
     def propagating(self, call: CallInfo) -> bool:
         return self.capturing(call) and self.spec.propagates_at(call.step)
 
+    def probing(self, call: CallInfo) -> bool:
+        return bool(self.spec.probe_points) and self.capturing(call)
+
     def record(self, call: CallInfo, query, key, value, out_weight) -> None:
         """Exact probabilities from the stock path's query [S,H,D] and key [L,H,D]."""
         token_index, to_word = self._matrix(query.device)
@@ -81,8 +87,14 @@ class Recorder:
         self._write(call, maps, mass, self._with_self_prop(call, maps, values))
 
     def keep_self_attention(self, expert: str, layer: int, query: torch.Tensor, key: torch.Tensor) -> None:
-        """The query and key [S, H, D] a block's self-attention used, for its cross-attention's self_prop."""
-        self._self_attention[(expert, layer)] = (query, key)
+        """The query and key [S, H, D] a block's self-attention used: kept for its cross-attention's self_prop,
+        and the probe rows taken from them now (a few rows: the query and key need not wait for attn2)."""
+        s = self.state
+        if self.spec.probe_points:
+            index = self.spec.probe_index(s.grid)
+            self._probe_rows[(expert, layer)] = probe_rows(query, key, index)
+        if self.spec.propagates_at(s.step):
+            self._self_attention[(expert, layer)] = (query, key)
 
     # ---- slabs ---------------------------------------------------------------------------------------------------
     def _matrix(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,6 +112,16 @@ class Recorder:
             raise AttnscopeError(f"layer {call.layer}'s self-attention was not seen before its cross-attention; "
                                  "self_prop needs Wan's block order (attn1, then attn2)")
         return {**(values or {}), SELF_PROP: propagate(qk[0], qk[1], maps)}
+
+    def _probe(self, call: CallInfo) -> torch.Tensor | None:
+        """The probe rows [P, S] of this call's block, taken from its self-attention in this forward."""
+        if not self.spec.probe_points:
+            return None
+        rows = self._probe_rows.pop((call.expert, call.layer), None)
+        if rows is None:
+            raise AttnscopeError(f"layer {call.layer}'s self-attention was not seen before its cross-attention; "
+                                 "probe points need Wan's block order (attn1, then attn2)")
+        return rows
 
     def _write(self, call: CallInfo, maps, mass, values: dict | None) -> None:
         heads = self.spec.heads
@@ -121,6 +143,9 @@ class Recorder:
         grid_mass = mass.to(torch.float16).unflatten(-1, (f, y, x))  # [H, S] -> [H, F, Y, X]
         tensors = {"maps": grid_maps, "prompt_mass": grid_mass, **summaries_of(grid_maps, grid_mass)}
         tensors.update({name: v.unflatten(-1, (f, y, x)) for name, v in values.items()})
+        rows = self._probe(call)
+        if rows is not None:  # no head dim: kept whatever the head selection, float32 (attnscope.store.layout)
+            tensors[PROBE] = rows.unflatten(-1, (f, y, x))
         # a compact store's codes are made here, on the capture's device: a byte per value crosses to the host
         tensors = encode_slabs(tensors, self.precision)
         host, ready = self.transfer.start(tensors)

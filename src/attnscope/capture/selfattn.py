@@ -11,6 +11,9 @@ attn1's *stock* processor keeps the exact rotated query and key it used (the vid
 cross-attention capture of the same block and forward propagates its maps through them. On a GPU Ā·m is
 fused ``scaled_dot_product_attention`` with the maps as values (the S×S matrix is never formed); on the CPU the
 head-mean Ā is formed in small query blocks.
+
+The same query and key give the probe rows (``trace(probe_points=...)``): the rows of Ā at a few query tokens,
+where a point of the video looks in space-time (:func:`probe_rows`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ def rotate(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) ->
 
 
 class SelfAttentionGrab:
-    """Processor for ``blocks[i].attn1``: the stock processor's output, and — when the trace captures this
-    block's cross-attention in this forward — the query and key [S, H, D] (sample 0) it attended with."""
+    """Processor for ``blocks[i].attn1``: the stock processor's output, and — when the trace propagates this
+    block's maps or probes its self-attention in this forward — the query and key [S, H, D] (sample 0) it attended
+    with."""
 
     def __init__(self, stock, attn: torch.nn.Module, layer: int, expert: str, sink: CaptureSink) -> None:
         self.stock = stock
@@ -62,7 +66,7 @@ class SelfAttentionGrab:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
         call = self.sink.call_info(self.layer, self.expert)
-        if call is None or not self.sink.propagating(call):
+        if call is None or not (self.sink.propagating(call) or self.sink.probing(call)):
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         self.armed = True
         try:
@@ -80,6 +84,19 @@ class SelfAttentionGrab:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+def probe_rows(query: torch.Tensor, key: torch.Tensor, index: list[int]) -> torch.Tensor:
+    """Rows of the head-mean self-attention Ā at query tokens ``index``: (1/H) Σ_h softmax(q_h[p] k_hᵀ/√d) from
+    query/key [S, H, D] -> [P, S] float32, each row summing to one.
+
+    A few rows of P×S logits per head, formed directly in float32 on the capture's device: cheaper than a fused
+    kernel call would be to set up, and the same arithmetic on every device (the tests check it on the CPU).
+    """
+    d = query.shape[-1]
+    q = query[index].float()  # [P, H, D]
+    logits = torch.einsum("phd,shd->hps", q, key.float()).mul_(d ** -0.5)  # [H, P, S]
+    return torch.softmax(logits, dim=-1).mean(0)
 
 
 def propagate(query: torch.Tensor, key: torch.Tensor, maps: torch.Tensor, half: bool | None = None) -> torch.Tensor:

@@ -13,6 +13,8 @@ from collections import defaultdict
 
 import torch
 
+from ..store.layout import FLOAT32_ARRAYS
+
 
 class PinnedPool:
     """Reusable pinned host buffers keyed by (shape, dtype)."""
@@ -64,7 +66,7 @@ class HostTransfer:
 
 def _stored(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """The tensor in the dtype the store keeps: float16, except a compact store's uint8 codes and their float32
-    scales (``<name>_scale``), which pass unchanged."""
+    scales (``<name>_scale``), which pass unchanged, and the float32 arrays (the probe rows)."""
     if tensor.dtype == torch.uint8 or name.endswith("_scale"):
         return tensor
-    return tensor.to(torch.float16)
+    return tensor.to(torch.float32 if name in FLOAT32_ARRAYS else torch.float16)

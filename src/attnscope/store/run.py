@@ -10,9 +10,12 @@ from typing import Any
 import xarray as xr
 import zarr
 
-from ..errors import RunFormatError
+from ..errors import RunFormatError, SelectionError
 from .compact import SCALE, Dequantized
-from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS
+from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, PROBE, PROBE_DIMS, SUMMARIES, SUMMARY_DIMS
+
+NO_PROBE = ("this run has no probe rows; capture them with `attnscope generate ... --probe F,Y,X` or "
+            "`attnscope.trace(..., probe_points=[(frame, y, x)])` (latent token grid units)")
 
 
 class Run:
@@ -96,6 +99,7 @@ class Run:
             "layer": list(self.meta["layers"]),
             "head": list(self.meta["heads"]),
             "word": self.words,
+            "point": list(range(len(self.probe_points))),
         }
         return {d: coords[d] for d in dims if d in coords}
 
@@ -143,6 +147,46 @@ class Run:
         """Optional: the maps propagated through the same block's self-attention, Ā·m (the self-prop
         estimator), when captured with ``self_prop=True``."""
         return self._lazy("self_prop", MAPS_DIMS)
+
+    @property
+    def probe_points(self) -> list[tuple[int, int, int]]:
+        """The (frame, y, x) latent tokens whose self-attention rows were captured (``probe``), in ``point`` order."""
+        return [tuple(p) for p in self.meta.get("capture", {}).get("probe_points") or []]
+
+    @cached_property
+    def probe(self) -> xr.DataArray | None:
+        """Optional: where each probe point attends in space-time, the head-mean self-attention row of its token
+        (step, layer, point, frame, y, x) float32, each row summing to one; None without probe points."""
+        return self._lazy(PROBE, PROBE_DIMS)
+
+    def probe_rows(self, point: int | tuple[int, int, int] | None = None, step: int | None = None,
+                   layer: int | None = None) -> xr.DataArray:
+        """The probe rows, read: ``point`` (its index, or its (frame, y, x)), ``step`` and ``layer`` pick one each
+        (None keeps the dim); float32 with named dims (frame, y, x last)."""
+        rows = self.probe
+        if rows is None:
+            raise SelectionError(NO_PROBE)
+        if point is not None:
+            rows = rows.isel(point=self._probe_position(point))
+        if step is not None:
+            if step not in self.steps_done:
+                raise SelectionError(f"step {step} is not captured in this run; its steps are {self.steps_done}")
+            rows = rows.sel(step=step)
+        if layer is not None:
+            if layer not in self.meta["layers"]:
+                raise SelectionError(f"layer {layer} is not captured in this run; its layers are {self.meta['layers']}")
+            rows = rows.sel(layer=layer)
+        return rows.load()
+
+    def _probe_position(self, point: int | tuple[int, int, int]) -> int:
+        points = self.probe_points
+        if isinstance(point, int):
+            if not 0 <= point < len(points):
+                raise SelectionError(f"probe point index {point}: this run has {len(points)} ({points})")
+            return point
+        if tuple(point) not in points:
+            raise SelectionError(f"{tuple(point)} is not a probe point of this run; it probed {points}")
+        return points.index(tuple(point))
 
     @cached_property
     def previews(self) -> xr.DataArray | None:

@@ -21,7 +21,17 @@ from zarr.codecs import BloscCodec
 
 from ..errors import RunExistsError
 from .compact import MAP_DIMS, SCALE, check_precision, precision_meta, quantize, quantized
-from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, SUMMARIES, SUMMARY_DIMS, is_run
+from .layout import (
+    FLOAT32_ARRAYS,
+    MAPS_DIMS,
+    MASS_DIMS,
+    PREVIEW_DIMS,
+    PROBE,
+    PROBE_DIMS,
+    SUMMARIES,
+    SUMMARY_DIMS,
+    is_run,
+)
 
 FORMAT = "attnscope.run/1"
 SUMMARY_CHUNK_BYTES = 1 << 20
@@ -88,7 +98,8 @@ class RunStore:
     Each step also gets its mean over heads per estimator (``head_mean``, ``head_mean_renorm``; one chunk per
     (step, word) holding all layers), so a viewer averages long step/layer ranges without reading every slab. A
     small run's summaries are written once, at close; until then readers fall back to the slabs.
-    ``precision`` is "fp16" (lossless, the default) or "uint8" (compact: :mod:`.compact`).
+    ``precision`` is "fp16" (lossless, the default) or "uint8" (compact: :mod:`.compact`). ``probes`` > 0 adds the
+    ``probe`` array (step, layer, point, frame, y, x), float32 in either precision (:mod:`.layout`).
     """
 
     def __init__(
@@ -104,6 +115,7 @@ class RunStore:
         extras: tuple[str, ...] = (),
         overwrite: bool = False,
         precision: str = "fp16",
+        probes: int = 0,
     ) -> None:
         self.precision = check_precision(precision)
         self.path = Path(path)
@@ -125,6 +137,8 @@ class RunStore:
         slab = ((num_steps, n_l, n_h, n_w, f, y, x), (1, 1, n_h, n_w, f, y, x), MAPS_DIMS)
         specs = {"maps": slab, "prompt_mass": ((num_steps, n_l, n_h, f, y, x), (1, 1, n_h, f, y, x), MASS_DIMS),
                  **{name: slab for name in extras}}
+        if probes:
+            specs[PROBE] = ((num_steps, n_l, probes, f, y, x), (1, 1, probes, f, y, x), PROBE_DIMS)
         summary = ((num_steps, n_l, n_w, f, y, x), (1, n_l, summary_words(n_l, n_w, grid), f, y, x), SUMMARY_DIMS)
         self._slab_names = tuple(specs)
         self._specs = self._stored(specs)
@@ -147,7 +161,7 @@ class RunStore:
                 # one scale chunk per step (all layers): a few KB, written with the step's codes
                 out[name + SCALE] = (shape[:-MAP_DIMS], (1, *shape[1:-MAP_DIMS]), dims[:-MAP_DIMS], "float32", np.nan)
             else:
-                out[name] = (shape, chunks, dims, "float16", np.nan)
+                out[name] = (shape, chunks, dims, "float32" if name in FLOAT32_ARRAYS else "float16", np.nan)
         return out
 
     @staticmethod

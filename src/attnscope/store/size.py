@@ -9,13 +9,15 @@ from ..errors import DiskSpaceError
 
 
 def estimate_store_bytes(steps: int, layers: int, heads: int, words: int, grid: tuple[int, int, int],
-                         value_norm: bool = False, self_prop: bool = False, precision: str = "fp16") -> int:
+                         value_norm: bool = False, self_prop: bool = False, precision: str = "fp16",
+                         probes: int = 0) -> int:
     """Upper bound (uncompressed) of maps + prompt_mass (+ value_norm and value_proj, + self_prop): two bytes a
-    value, one under the compact "uint8" precision (value_proj, which can be negative, keeps two)."""
+    value, one under the compact "uint8" precision (value_proj, which can be negative, keeps two); + the float32
+    rows of ``probes`` probe points."""
     f, y, x = grid
     b = 1 if precision == "uint8" else 2
     per_word = words * (b + value_norm * (b + 2) + self_prop * b) + b
-    return steps * layers * heads * per_word * f * y * x
+    return steps * layers * (heads * per_word + 4 * probes) * f * y * x
 
 
 def human_bytes(n: float) -> str:

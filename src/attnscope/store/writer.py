@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .compact import SCALE, check_precision, dequantize, quantize, quantized
-from .layout import EPS, SUMMARIES
+from .layout import EPS, FLOAT32_ARRAYS, SUMMARIES
 from .runstore import DEFER_SUMMARY_BYTES, FORMAT, SUMMARY_CHUNK_BYTES, RunStore, summary_words, write_meta  # noqa: F401
 
 if TYPE_CHECKING:
@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 
 def _as_numpy(name: str, value) -> np.ndarray:
     """A host tensor or array as numpy (a view of a pinned buffer: stacked/encoded before release); float values
-    as float16, the stored precision, except the float32 scales of compact codes."""
+    as float16, the stored precision, except the float32 scales of compact codes and the float32 arrays."""
     value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
     if name.endswith(SCALE) or not np.issubdtype(value.dtype, np.floating):
         return value
-    return value.astype(np.float16, copy=False)
+    return value.astype(np.float32 if name in FLOAT32_ARRAYS else np.float16, copy=False)
 
 
 def summaries_of(maps, mass) -> dict[str, torch.Tensor]:
@@ -112,10 +112,11 @@ class RunWriter:
         overwrite: bool = False,
         release=None,
         precision: str = "fp16",
+        probes: int = 0,
     ) -> None:
         self.precision = check_precision(precision)
         self.store = RunStore(path, meta, words=words, layers=layers, heads=heads, num_steps=num_steps, grid=grid,
-                              extras=extras, overwrite=overwrite, precision=precision)
+                              extras=extras, overwrite=overwrite, precision=precision, probes=probes)
         self.path = self.store.path
         self._release = release  # called with each host tensor once written (returns pinned buffers to a pool)
         self._layer_pos = {layer: i for i, layer in enumerate(self.store.layers)}
@@ -200,7 +201,8 @@ class RunWriter:
         extras: dict | None = None,
         ready=None,
     ) -> None:
-        """Add one (step, layer) slab: ``maps`` [head, word, F, Y, X], ``prompt_mass`` [head, F, Y, X].
+        """Add one (step, layer) slab: ``maps`` [head, word, F, Y, X], ``prompt_mass`` [head, F, Y, X]; ``extras``
+        by array name (a run with probe points: ``probe`` [point, F, Y, X]).
 
         Values are numpy arrays or host torch tensors; ``ready`` is an optional CUDA event that the writer
         waits on before reading them (an asynchronous device-to-host copy still in flight). Slabs are
