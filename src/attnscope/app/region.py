@@ -12,17 +12,18 @@ import numpy as np
 BOX_COLOUR = np.array([0, 255, 120], np.uint8)
 
 
-def draw_box(frame: np.ndarray, a: tuple[float, float], b: tuple[float, float]) -> np.ndarray:
+def draw_box(frame: np.ndarray, a: tuple[float, float], b: tuple[float, float],
+             colour: np.ndarray = BOX_COLOUR) -> np.ndarray:
     """``frame`` with the box from corner ``a`` to ``b`` (fractions) outlined; a point when a == b."""
     out = np.array(frame, copy=True)
     h, w = out.shape[:2]
     x0, x1 = sorted((int(a[0] * (w - 1)), int(b[0] * (w - 1))))
     y0, y1 = sorted((int(a[1] * (h - 1)), int(b[1] * (h - 1))))
     t = max(1, min(h, w) // 128)
-    out[max(y0 - t, 0):y1 + t + 1, max(x0 - t, 0):x0 + t + 1] = BOX_COLOUR
-    out[max(y0 - t, 0):y1 + t + 1, max(x1 - t, 0):x1 + t + 1] = BOX_COLOUR
-    out[max(y0 - t, 0):y0 + t + 1, max(x0 - t, 0):x1 + t + 1] = BOX_COLOUR
-    out[max(y1 - t, 0):y1 + t + 1, max(x0 - t, 0):x1 + t + 1] = BOX_COLOUR
+    out[max(y0 - t, 0):y1 + t + 1, max(x0 - t, 0):x0 + t + 1] = colour
+    out[max(y0 - t, 0):y1 + t + 1, max(x1 - t, 0):x1 + t + 1] = colour
+    out[max(y0 - t, 0):y0 + t + 1, max(x0 - t, 0):x1 + t + 1] = colour
+    out[max(y1 - t, 0):y1 + t + 1, max(x0 - t, 0):x1 + t + 1] = colour
     return out
 
 

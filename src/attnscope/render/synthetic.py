@@ -3,7 +3,8 @@
 Tests use them to check that renders put the hot region where it belongs; the viewer uses them to develop
 without a model. The blob sharpens over the denoising steps (diffuse to coherent, like real runs), its strength
 varies by layer and head (so contact sheets differ per panel), and the video shows one shape per word at the
-blob's position, brightest in the pixel frames that the blob's latent frame encodes.
+blob's position, brightest in the pixel frames that the blob's latent frame encodes. Probe points get
+self-attention rows that are Gaussians around the point itself, normalized to sum to one.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def _preview(video: np.ndarray, step: int, num_steps: int, rng: np.random.Genera
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
+def _probe_rows(grid: tuple[int, int, int], points: Sequence[Blob], sigma: float) -> np.ndarray:
+    """Each point's self-attention row: a Gaussian around the point, summing to one, float32 [point, F, Y, X]."""
+    rows = blob_maps(grid, points, sigma)
+    return (rows / rows.sum(axis=(1, 2, 3), keepdims=True)).astype(np.float32)
+
+
 def make_synthetic_run(
     path: str | Path,
     *,
@@ -92,11 +99,13 @@ def make_synthetic_run(
     previews: bool = True,
     pixel: tuple[int, int, int] | None = None,
     overwrite: bool = True,
+    probe_points: Sequence[Blob] = (),
 ) -> Path:
     """Write a Run folder whose maps are known Gaussian blobs; returns its path.
 
     ``blobs`` gives each word's latent (frame, y, x) (default: :func:`default_blobs`). ``pixel`` is the video's
-    (frames, height, width); default Wan2.1's geometry, 4(F'-1)+1 frames and 16 px per token.
+    (frames, height, width); default Wan2.1's geometry, 4(F'-1)+1 frames and 16 px per token. ``probe_points``
+    adds the ``probe`` array: each point's row a unit-sum Gaussian centred on the point.
     """
     path = Path(path)
     words = list(words)
@@ -112,8 +121,11 @@ def make_synthetic_run(
         "words": [{"label": w, "text": w, "token_indices": [i + 1], "tokens": [w]} for i, w in enumerate(words)],
         "synthetic": {"blobs": {w: list(b) for w, b in zip(words, positions, strict=True)}},
     }
+    points = [tuple(p) for p in probe_points]
+    if points:
+        meta["capture"] = {"probe_points": [list(p) for p in points]}
     writer = RunWriter(path, meta, words=words, layers=list(range(layers)), heads=list(range(heads)),
-                       num_steps=num_steps, grid=grid, overwrite=overwrite)
+                       num_steps=num_steps, grid=grid, overwrite=overwrite, probes=len(points))
     head_gain = 0.4 + 0.6 * (np.arange(heads, dtype=np.float32) + 1) / heads  # [head]
     rng = np.random.default_rng(0)
     clip = _video(grid, pixel, words, positions) if (video or previews) else None
@@ -125,7 +137,8 @@ def make_synthetic_run(
             amp = 0.25 * layer_gain * head_gain  # [head]
             maps = BASE + amp[:, None, None, None, None] * shape[None]  # [head, word, F, Y, X]
             mass = np.full((heads, *grid), 0.3 + 0.4 * (layer + 1) / layers, np.float32)
-            writer.write(step, layer, maps.astype(np.float16), mass.astype(np.float16))
+            extras = {"probe": _probe_rows(grid, points, sigma * layer_gain)} if points else None
+            writer.write(step, layer, maps.astype(np.float16), mass.astype(np.float16), extras)
         if previews:
             writer.write_preview(step, _preview(clip, step, num_steps, rng))
         writer.end_step(step, {"timestep": 1000.0 * (1 - step / num_steps), "sigma": 1 - step / num_steps,
