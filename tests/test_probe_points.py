@@ -160,3 +160,16 @@ def test_cli_probe_flag(tmp_path):
     bad = cli("--out", "b", "--probe", "0,0,9")
     assert bad.returncode == 2 and "grid of 3 frames × 2 rows × 2 columns" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0 and not (tmp_path / "b").exists()
+
+
+def test_probe_rows_on_both_experts_of_a14b(tiny_pipes, tmp_path):
+    """Wan2.2 A14B: the steps of the second expert get rows from its own blocks; the video does not change."""
+    pipe = tiny_pipes["a14b"]
+    ref = pipe(prompt=PROMPT, **tiny_call_kwargs("a14b")).frames
+    with attnscope.trace(pipe, words=["cat"], store=tmp_path / "run", probe_points=[(1, 1, 2)]):
+        out = pipe(prompt=PROMPT, **tiny_call_kwargs("a14b")).frames
+    assert np.array_equal(ref, out)
+    run = attnscope.open_run(tmp_path / "run")
+    experts = {s["expert"] for s in run.meta["steps"]}
+    assert experts == {"transformer", "transformer_2"}
+    np.testing.assert_allclose(run.probe.sum(("frame", "y", "x")).values, 1.0, atol=1e-5)
