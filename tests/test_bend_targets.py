@@ -95,6 +95,21 @@ def test_reweight_renormalized_over_real_tokens_keeps_the_padding_mass():
     torch.testing.assert_close(out[..., 2] / out[..., 3], p[..., 2] / p[..., 3])  # others scaled alike
 
 
+@pytest.mark.parametrize("mode", ["sink", "none"])
+def test_reweight_into_the_sink_or_unnormalized_keeps_the_other_words(mode):
+    p = probs()
+    b = bender({"target": "attention", "op": "reweight", "word": "red", "scale": 0.0, "renormalize": mode})
+    out = b.post_softmax(p.clone(), Call())
+    assert torch.equal(out[..., 1], torch.zeros_like(out[..., 1]))
+    torch.testing.assert_close(out[..., [0, 2, 3, 4, 5, 6]], p[..., [0, 2, 3, 4, 5, 6]])  # other words untouched
+    if mode == "sink":  # the padding keys take the word's mass, in proportion to what they had
+        torch.testing.assert_close(out.sum(-1), torch.ones(1, HEADS, S))
+        torch.testing.assert_close(out[..., 7:] / out[..., 7:].sum(-1, keepdim=True),
+                                   p[..., 7:] / p[..., 7:].sum(-1, keepdim=True))
+    else:
+        torch.testing.assert_close(out.sum(-1), 1.0 - p[..., 1])
+
+
 def two_objects() -> torch.Tensor:
     """Probabilities where "red cat" (tokens 1, 2) sits in the left half and "cat (2)" (5) in the right half, and
     EOS (6) covers both, as a real prompt's end-of-sequence token does."""
@@ -165,6 +180,19 @@ def test_toy_defaults_fill_only_unset_steps():
                         "steps": [0.0, 1.0]}]).bends[0]
     assert apply_defaults(0, own, defaults).steps == [0.0, 1.0]
     assert load_defaults(None) == {}
+
+
+def test_defaults_fill_eos_renormalize_and_branch_only_where_the_recipe_left_them_out():
+    defaults = {"attention.reweight": {"eos": "masked", "renormalize": "sink", "branch": "cond"}}
+    obj = load_recipe([{"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0}]).bends[0]
+    filled = apply_defaults(0, obj, defaults)
+    assert (filled.eos, filled.renormalize, filled.branch) == ("masked", "sink", "cond")
+    own = load_recipe([{"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0, "eos": True,
+                        "renormalize": "all", "branch": "both"}]).bends[0]
+    kept = apply_defaults(0, own, defaults)
+    assert (kept.eos, kept.renormalize, kept.branch) == (True, "all", "both")
+    word = load_recipe([{"target": "attention", "op": "reweight", "word": "red", "scale": 0.0}]).bends[0]
+    assert apply_defaults(0, word, defaults).eos is None  # a word's EOS handling is not an object's
 
 
 PROMPT_A = "a red cat playing with a soccer ball"

@@ -115,7 +115,7 @@ class Bender:
         self.logit_bends = [(i, b) for i, b in attention
                             if b.op == "reweight" and b.renormalize == "all" and not b.masked_eos]
         self.map_bends = [(i, b) for i, b in attention if isinstance(b, AttentionMapBend)
-                          or (b.op == "reweight" and (b.renormalize == "real" or b.masked_eos))]
+                          or (b.op == "reweight" and (b.renormalize != "all" or b.masked_eos))]
         self.map_bends += [(i, b) for i, b in live if isinstance(b, AttentionSwapBend)]
         self.map_bends.sort(key=lambda item: item[0])  # recipe order
         self.head_bends = [(i, b) for i, b in live
@@ -274,16 +274,31 @@ class Bender:
 
     @staticmethod
     def _reweight_real(probs: torch.Tensor, cols: torch.Tensor, bend: Bend, call: Call, heads) -> None:
-        """``reweight`` with ``renormalize: real``: the target's probabilities times ``scale``, then the prompt's
-        real tokens (and the target) rescaled to the total they had; the padding sink keeps its mass."""
-        real = sorted(set(range(int(call.prompt_tokens))) | set(cols.tolist()))
-        real = torch.tensor(real, device=probs.device)
+        """``reweight`` after the softmax: the target's probabilities times ``scale``, then, by ``renormalize``:
+        ``real``: the prompt's real tokens (and the target) rescaled to the total they had, the padding sink keeps
+        its mass; ``sink``: the padding sink takes (or gives) the difference, the other words keep theirs;
+        ``none``: nothing."""
         rows = probs[:, heads]  # (B, h, S, L)
-        before = rows.index_select(-1, real).sum(-1, keepdim=True)
-        rows.index_copy_(-1, cols, rows.index_select(-1, cols) * bend.scale)
-        after = rows.index_select(-1, real).sum(-1, keepdim=True)
-        factor = torch.where(after > 0, before / after.clamp_min(torch.finfo(probs.dtype).tiny), 1.0)
-        rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
+        word = rows.index_select(-1, cols)
+        rows.index_copy_(-1, cols, word * bend.scale)
+        tiny = torch.finfo(probs.dtype).tiny
+        if bend.renormalize == "real":
+            real = sorted(set(range(int(call.prompt_tokens))) | set(cols.tolist()))
+            real = torch.tensor(real, device=probs.device)
+            before = (rows.index_select(-1, real).sum(-1, keepdim=True)
+                      + word.sum(-1, keepdim=True) * (1.0 - bend.scale))
+            after = rows.index_select(-1, real).sum(-1, keepdim=True)
+            factor = torch.where(after > 0, before / after.clamp_min(tiny), 1.0)
+            rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
+        elif bend.renormalize == "sink":
+            pad = torch.tensor([k for k in range(int(call.prompt_tokens), probs.shape[-1]) if k not in set(cols.tolist())],
+                               device=probs.device)
+            if pad.numel() == 0:
+                raise BendRecipeError("renormalize: sink needs padding keys; this prompt fills the text context")
+            sink = rows.index_select(-1, pad)
+            lost = word.sum(-1, keepdim=True) * (1.0 - bend.scale)
+            total = sink.sum(-1, keepdim=True)
+            rows.index_copy_(-1, pad, sink * ((total + lost) / total.clamp_min(tiny)).clamp_min(0.0))
         probs[:, heads] = rows
 
     @staticmethod

@@ -116,8 +116,10 @@ class Noise(Strict):
 class Reweight(Strict):
     scale: float = Field(ge=0.0)  # multiplies exp(logit): 0 removes the word, 2 doubles its weight
     # "all": the softmax over all 512 keys renormalizes (lost mass goes to every key, the padding sink too);
-    # "real": the word's probabilities times scale, then the prompt's real tokens rescaled to their old total
-    renormalize: Literal["all", "real"] = "all"
+    # "real": the word's probabilities times scale, then the prompt's real tokens rescaled to their old total;
+    # "sink": what the word loses (or gains) is taken from (or given to) the padding sink, the other words keep theirs;
+    # "none": nothing is renormalized, the rows sum to less (or more) than one
+    renormalize: Literal["all", "real", "sink", "none"] = "all"
 
     def is_identity(self) -> bool:
         return self.scale == 1.0
