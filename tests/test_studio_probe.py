@@ -80,6 +80,8 @@ def test_a_run_without_probe_rows_says_how_to_capture_them(runs):
     run = open_run(runs / "plain")
     strip, note = spacetime.view(run, (3, 1, 2), 1, 0)
     assert strip is None and "no probe rows" in note and "--probe 3,1,2" in note
+    assert "`9, 24, 40` in the Generate tab's probe points box" in note  # that pixel is the token again
+    assert probe.token_at(run, 9, 40, 24) == (3, 1, 2)
 
 
 def test_the_probe_tab_draws_the_chart_and_the_strip(runs):

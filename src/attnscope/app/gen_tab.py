@@ -16,6 +16,7 @@ import gradio as gr
 from .cards import error_card
 from .handlers import Handlers, failure
 from .live import pictures, preview_step, progress_html
+from .probe_pixels import EXAMPLE, parse_pixel_points
 from .session import Viewer
 from .studio import CANCELLED, DONE, Job, Settings, Studio, prompt_words
 
@@ -39,13 +40,15 @@ def _number(value: Any) -> int | None:
 
 
 def settings(prompt: str, words: str, model: str, seed: Any, steps: Any, guidance: Any, frames: Any, height: Any,
-             width: Any, self_prop: bool, value_norm: bool, previews: bool) -> Settings:
-    """The form's values as one ``Settings`` (empty boxes: the model's defaults)."""
+             width: Any, self_prop: bool, value_norm: bool, previews: bool, probe: str | None = None) -> Settings:
+    """The form's values as one ``Settings`` (empty boxes: the model's defaults); a probe box that does not read
+    as points raises the user's error."""
     return Settings(prompt=prompt or "", model=(model or "toy").strip(), seed=int(seed or 0), steps=_number(steps),
                     frames=_number(frames), height=_number(height), width=_number(width),
                     guidance=None if guidance in (None, "", 0) else float(guidance), self_prop=bool(self_prop),
                     value_norm=bool(value_norm), previews=bool(previews),
-                    words=tuple(w for w in (words or "").split(",") if w.strip()))
+                    words=tuple(w for w in (words or "").split(",") if w.strip()),
+                    probe=parse_pixel_points(probe))
 
 
 class GenerateHandlers:
@@ -55,7 +58,8 @@ class GenerateHandlers:
         self.studio, self.viewer, self.h = studio, viewer, handlers
 
     def submit(self, *values: Any) -> tuple:
-        """Queue the generation; a bad prompt (or size, or model) is one error card and nothing starts."""
+        """Queue the generation; a bad prompt (or size, model, probe point) is one error card and nothing
+        starts."""
         try:
             s = settings(*values)
             job = self.studio.submit(s)
@@ -155,6 +159,9 @@ def build_generate_tab(studio: Studio, viewer: Viewer, handlers: Handlers) -> Ca
                 value_norm = gr.Checkbox(False, label="value-norm")
                 previews = gr.Checkbox(True, label="x0 previews", elem_id="gen_previews",
                                        info="one VAE decode per step")
+            probe = gr.Textbox(label="probe points (frame, y, x in video pixels; ';' between points)",
+                               placeholder=f"optional, e.g. {EXAMPLE}", elem_id="gen_probe", max_lines=1,
+                               info="also store where each point attends in space-time (the Probe tab draws it)")
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="gen_go")
                 cancel = gr.Button("Cancel", elem_id="gen_cancel")
@@ -174,7 +181,8 @@ def build_generate_tab(studio: Studio, viewer: Viewer, handlers: Handlers) -> Ca
     def wire(shared: Shared) -> None:
         job, phase = gr.State(None), gr.State("")
         timer = gr.Timer(TICK_S, active=False)
-        form = [prompt, words, model, seed, steps, guidance, frames, height, width, self_prop, value_norm, previews]
+        form = [prompt, words, model, seed, steps, guidance, frames, height, width, self_prop, value_norm, previews,
+                probe]
         go.click(g.submit, form, [job, status, state, timer, word, phase], api_name="generate")
         cancel.click(g.cancel, [job], [state], api_name="cancel")
         timer.tick(g.tick, [job, word, phase, shared.run],

@@ -15,17 +15,24 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import SelectionError
 from ..render import select
-from ..render.geometry import geometry
+from ..render.geometry import Geometry, geometry
 from ..render.upscale import latent_frame_index
 from ..store import Run
 
 
 def token_at(run: Run, frame: int, x: int, y: int) -> tuple[int, int, int]:
     """(latent frame, row, column) of the token that carries pixel (x, y) of pixel frame ``frame``."""
-    geo = geometry(run)
+    return pixel_token(geometry(run), frame, x, y)
+
+
+def pixel_token(geo: Geometry, frame: int, x: int, y: int,
+                fix: str = "click inside the picture") -> tuple[int, int, int]:
+    """:func:`token_at` for a video's geometry, which need not be a run's yet: the Generate tab converts typed
+    pixels with it before the run exists, so a typed point and a click on the finished video name the same
+    token. ``fix`` ends the message for a pixel outside the video (what the user should do instead)."""
     if not (0 <= frame < geo.frames and 0 <= x < geo.width and 0 <= y < geo.height):
         raise SelectionError(f"pixel ({x}, {y}) of frame {frame} is outside the {geo.width}×{geo.height}×"
-                             f"{geo.frames} video; click inside the picture")
+                             f"{geo.frames} video; {fix}")
     lf, lh, lw = geo.latent
     t = int(latent_frame_index(geo.frames, lf, geo.temporal)[frame])
     return t, min(y * lh // geo.height, lh - 1), min(x * lw // geo.width, lw - 1)

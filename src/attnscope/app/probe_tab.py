@@ -39,21 +39,22 @@ class ProbeHandlers:
         return spacetime.mark_points(run, image, f)
 
     def fit(self, rel: str | None) -> tuple:
-        """A new run: the frame slider over its frames, its middle frame, the step and layer pickers of its probe
-        rows (hidden without them), and the chart cleared."""
+        """A new run: the frame slider over its frames, the frame to open at (the middle one, or one with a probed
+        point), the step and layer pickers of its probe rows (hidden without them), and the chart cleared."""
         if not rel:
             return gr.skip(), None, None, None, "", None, "", gr.skip(), gr.skip(), ""
         try:
             run = self.viewer.run(rel)
-            total = geometry(run).frames
-            slider = gr.Slider(0, max(total - 1, 1), value=total // 2, step=1, interactive=total > 1)
+            total, opening = geometry(run).frames, spacetime.opening_frame(run)
+            slider = gr.Slider(0, max(total - 1, 1), value=opening, step=1, interactive=total > 1)
             steps, layers = spacetime.choices(run)
             shown = spacetime.has_rows(run)
             step = gr.Dropdown(choices=steps, value=steps[-1] if steps else None, visible=shown)
             layer = gr.Dropdown(choices=layers, value=spacetime.MEAN, visible=shown)
-            note = "" if shown else ("This run has no probe rows (where a point attends in space-time); "
-                                     "`attnscope generate ... --probe F,Y,X` captures them.")
-            return slider, self.picture(rel, total // 2), None, None, "", None, note, step, layer, ""
+            note = "" if shown else ("This run has no probe rows (where a point attends in space-time); the "
+                                     "Generate tab's probe points box (video pixels) or `attnscope generate ... "
+                                     "--probe F,Y,X` (latent tokens) captures them.")
+            return slider, self.picture(rel, opening), None, None, "", None, note, step, layer, ""
         except Exception as exc:  # one card; the tab waits for another run
             return (gr.skip(),) * 9 + (failure(exc, rel),)
 

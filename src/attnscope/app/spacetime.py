@@ -64,12 +64,31 @@ def pixel_frames(geo: Geometry, frame: int) -> tuple[int, int]:
     return (int(shown[0]), int(shown[-1])) if shown.size else (frame, frame)
 
 
+def opening_frame(run: Run) -> int:
+    """The pixel frame the Probe tab opens at: the middle one, unless no probed point lies on it; then the last
+    pixel frame of the first probed point's latent frame, so a probed run opens with a point outlined to click."""
+    geo = geometry(run)
+    if not has_rows(run):
+        return geo.middle
+    middle = int(latent_frame_index(geo.frames, geo.latent[0], geo.temporal)[geo.middle])
+    if any(f == middle for f, _, _ in run.probe_points):
+        return geo.middle
+    return pixel_frames(geo, run.probe_points[0][0])[1]
+
+
+def token_pixel(geo: Geometry, token: Token) -> tuple[int, int, int]:
+    """(first pixel frame, y, x) of the token's centre: the pixel the Generate tab's probe box takes for it."""
+    t, i, j = token
+    y = int((i + 0.5) * geo.height / geo.latent[1])
+    x = int((j + 0.5) * geo.width / geo.latent[2])
+    return pixel_frames(geo, t)[0], y, x
+
+
 def describe(run: Run, token: Token) -> str:
     """A token in words: its grid position, its pixel centre and the pixel frames it covers."""
     geo = geometry(run)
-    t, i, j = token
-    lo, hi = pixel_frames(geo, t)
-    x, y = int((j + 0.5) * geo.width / geo.latent[2]), int((i + 0.5) * geo.height / geo.latent[1])
+    lo, hi = pixel_frames(geo, token[0])
+    _, y, x = token_pixel(geo, token)
     frames = f"frame {lo}" if lo == hi else f"frames {lo}–{hi}"
     return f"token {tuple(token)} (pixel ({x}, {y}), {frames})"
 
@@ -118,9 +137,12 @@ def view(run: Run, token: Token, step: int | None, layer: int | str | None) -> t
     """(strip or None, note in Markdown) for a click on ``token``: the nearest probed point's row, else why
     there is none and what to do."""
     if not has_rows(run):
+        pixel = ", ".join(map(str, token_pixel(geometry(run), token)))
         return None, (f"This run has no probe rows, so where {describe(run, token)} attends in space-time is not "
-                      f"stored. Capture it with `attnscope generate ... --probe {','.join(map(str, token))}` "
-                      "(latent token grid: frame, y, x; repeatable) or `attnscope.trace(..., probe_points=[...])`.")
+                      f"stored. Capture it by generating again with `{pixel}` in the Generate tab's probe points "
+                      f"box (video pixels: frame, y, x), `attnscope generate ... --probe "
+                      f"{','.join(map(str, token))}` (latent token grid: frame, y, x; repeatable) or "
+                      "`attnscope.trace(..., probe_points=[...])`.")
     point = nearest_point(run, token)
     probed = ", ".join(describe(run, p) for p in run.probe_points)
     if point is None:

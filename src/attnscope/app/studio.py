@@ -15,13 +15,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..capture.spec import ProbePoint
 from ..errors import AttnscopeError
 from ..options import GenerationOptions
+from .probe_pixels import PixelPoint
 
 log = logging.getLogger("attnscope.app")
 
@@ -51,17 +53,19 @@ class Settings:
     words: tuple[str, ...] = ()
     bends: tuple[dict[str, Any], ...] = ()
     baseline: str | None = None  # the run (relative to the runs folder) a bent generation is compared with
+    probe: tuple[PixelPoint, ...] = ()  # probe points (frame, y, x) in video pixels; probe_tokens converts them
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
-    def options(self) -> GenerationOptions:
+    def options(self, probe: Sequence[ProbePoint] = ()) -> GenerationOptions:
         """These settings as the one options model the CLI, sweeps and ``generate`` share (its checks included:
-        a bad value is one :class:`~attnscope.errors.OptionsError` naming the option)."""
+        a bad value is one :class:`~attnscope.errors.OptionsError` naming the option). ``probe`` is the probe
+        points on the token grid: converting ``self.probe`` needs the pipeline (:func:`probe_tokens`)."""
         return GenerationOptions.from_cli(steps=self.steps, frames=self.frames, height=self.height,
                                           width=self.width, guidance=self.guidance, words=prompt_words(self)[1],
                                           value_norm=self.value_norm, self_prop=self.self_prop,
-                                          previews=self.previews)
+                                          previews=self.previews, probe=list(probe) or None)
 
 
 @dataclass
@@ -92,21 +96,32 @@ def prompt_words(settings: Settings) -> tuple[str, list[str] | None]:
     return clean, words or None
 
 
+def probe_tokens(pipe, settings: Settings) -> tuple[ProbePoint, ...]:
+    """The settings' pixel probe points as latent tokens of the video ``pipe`` will generate (its VAE factors and
+    patch, the settings' size or the model's); raises the user's error for a size the model cannot take or a
+    point outside the video."""
+    from ..models.info import model_info
+    from .probe_pixels import pixel_tokens, video_geometry
+
+    defaults = model_info(pipe).defaults
+    geo = video_geometry(pipe, settings.frames or defaults["num_frames"], settings.height or defaults["height"],
+                         settings.width or defaults["width"])
+    return pixel_tokens(geo, settings.probe)
+
+
 def check(pipe, settings: Settings) -> None:
     """Refuse what would fail inside the generation, before anything is written: an empty prompt, a word not in
-    it, a prompt over the text encoder's 512 tokens, a video size the model cannot take, a bad recipe."""
+    it, a prompt over the text encoder's 512 tokens, a video size the model cannot take, a probe point outside
+    the video, a bad recipe."""
     from ..capture.words import resolve_words
     from ..models import wan
-    from ..models.info import model_info
 
     clean, words = prompt_words(settings)
     settings.options()  # the option checks the CLI applies
     if not clean.strip():
         raise AttnscopeError("the prompt is empty; type one, and mark the words to watch like (this)")
     resolve_words(wan.clean_prompt(clean), words, pipe.tokenizer)
-    defaults = model_info(pipe).defaults
-    wan.geometry(pipe).grid(settings.frames or defaults["num_frames"], settings.height or defaults["height"],
-                            settings.width or defaults["width"])
+    settings.options(probe_tokens(pipe, settings))  # the video's size, then the points on its token grid
     if settings.bends:
         from ..bend import load_recipe
 
@@ -230,7 +245,7 @@ class Studio:
             if job.cancel.is_set():
                 raise Cancelled("cancelled before it started")
             generate(pipe, s.prompt, out, seed=s.seed, bends=list(s.bends) or None, quiet=True, meta=meta,
-                     **s.options().generate_kwargs())
+                     **s.options(probe_tokens(pipe, s)).generate_kwargs())
         finally:
             for hook in hooks:
                 hook.remove()
