@@ -189,3 +189,15 @@ def test_bends_compose_in_recipe_order():
     moved[..., 1:] = column_maps(probs, 2)[..., :-1]
     assert torch.equal(column_maps(out, 2), torch.flip(moved, (-1,)))
     assert torch.equal(b.post_softmax(probs.clone(), replace(Call(), step=3)), out)
+
+
+def test_ramped_translate_grows_over_the_bends_steps():
+    b = bender({"target": "attention", "op": "translate", "word": "circle", "dx": 0.5, "ramp": True,
+                "steps": [2, 3, 4, 5], "renormalize": False})
+    probs = torch.zeros(1, HEADS, S, L)
+    probs[..., 2].unflatten(-1, GRID)[..., 0] = 1.0  # the word sits in the first column of the grid
+    for step, column in ((2, 1), (3, 2), (4, 3), (5, 4)):  # 8 columns: 0.5 of the width is 4, a quarter per step
+        out = b.post_softmax(probs.clone(), Call(step=step))
+        on = column_maps(out, 2)[0, 0, 0].nonzero()[:, 1].unique().tolist()
+        assert on == [column], (step, on)
+    assert not b.active(Call(step=6))

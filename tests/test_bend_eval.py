@@ -78,3 +78,22 @@ def test_merging_parts_of_a_split_gives_one_report_in_prompt_order(tmp_path, mon
     with pytest.raises(SystemExit) as done:
         cli.main()  # as the console script runs it: one line, exit 2
     assert done.value.code == 2 and "different splits" in capsys.readouterr().err
+
+
+def test_merging_parts_by_op_keeps_every_op_and_a_later_part_replaces_an_op(tmp_path):
+    from attnscope import cli
+
+    cli._mount()
+    first = _part(tmp_path, "all.json", [1, 2], success=False)
+    again = _part(tmp_path, "suppress.json", [1, 2], success=True)
+    report = json.loads(first.read_text())
+    for case in report["cases"]:
+        case["ops"]["translate"] = {"success": True, "others_kept": True, "collateral": 0.0, "shift": 0.3,
+                                    "lost": False, "bend": {"dx": 0.3}}
+    first.write_text(json.dumps(report))
+    result = CliRunner().invoke(cli.app, ["bend-eval", "--merge", str(first), "--merge", str(again), "--out",
+                                          str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    merged = json.loads((tmp_path / "bend_eval.json").read_text())
+    assert set(merged["summary"]) == {"suppress", "translate"}
+    assert merged["summary"]["suppress"]["success"] == 1.0 and merged["summary"]["translate"]["success"] == 1.0

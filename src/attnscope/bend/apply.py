@@ -251,7 +251,11 @@ class Bender:
                 share = object_share(probs, word, eos, call.grid)
                 word = torch.cat([word, (probs[..., eos] * share).unsqueeze(-1)], dim=-1)
             grid_maps = word[:, heads].movedim(-1, 2).unflatten(-1, (frames, height, width))  # (B, h, T, F, Y, X)
-            bent = maps.transform(grid_maps, bend.op, **bend.params())
+            params = bend.params()
+            if bend.op == "translate":
+                along = bend.ramp_fraction(call.step, call.num_steps)
+                params = {**params, "dx": params["dx"] * along, "dy": params["dy"] * along}
+            bent = maps.transform(grid_maps, bend.op, **params)
             if bent is grid_maps:
                 continue
             if bend.op == "sharpen":
@@ -387,7 +391,7 @@ class Bender:
                 # clusters come from the block's own (unbent) output on their first use
                 channels = self.channels.pick(i, bend, state.expert, layer, unbent)
                 seed = noise_seed(getattr(bend, "seed", 0), state.step, layer, state.branch)
-                hidden = bend_hidden(hidden, bend, channels, seed)
+                hidden = bend_hidden(hidden, bend, channels, seed, bend.ramp_fraction(state.step, state.num_steps))
             return hidden.flatten(1, 3)  # back to (B, S, C)
 
         return hook

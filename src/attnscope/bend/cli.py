@@ -21,7 +21,8 @@ def bend_eval_command(
     out: Path = typer.Option(Path("docs/bend"), help="Folder for bend_eval.json and bend_eval_grid.png."),
     examples: int = typer.Option(4, help="Cases shown in the picture grid."),
     merge: list[Path] = typer.Option(None, help="Instead of running: merge the JSON of runs made in parts "
-                                     "(--start) into OUT/bend_eval.json (repeatable)."),
+                                     "(--start, or --ops; a later file's ops replace an earlier one's) into "
+                                     "OUT/bend_eval.json (repeatable)."),
 ) -> None:
     """Generate baseline and bent videos at the same seed with the toy model and score them with the detector.
 
@@ -64,7 +65,13 @@ def _merge(paths: list[Path], out: Path) -> None:
     splits = {r["settings"]["split"] for r in reports}
     if len(splits) != 1:
         raise AttnscopeError(f"--merge: the parts come from different splits {sorted(splits)}; merge one split")
-    by_seed = {c["seed"]: CaseResult(**c) for r in reports for c in r["cases"]}
+    by_seed: dict[int, CaseResult] = {}
+    for report in reports:  # parts by prompt range, or by op (--ops): a later part's ops replace an earlier one's
+        for case in report["cases"]:
+            if case["seed"] in by_seed:
+                by_seed[case["seed"]].ops.update(case["ops"])
+            else:
+                by_seed[case["seed"]] = CaseResult(**case)
     results = [by_seed[k] for k in sorted(by_seed)]
     settings = {**reports[0]["settings"], "prompts": len(results), "start": 0, "cases_done": len(results),
                 "merged_from": [str(p) for p in paths], "devices": sorted({r["settings"]["device"] for r in reports}),

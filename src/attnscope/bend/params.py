@@ -20,6 +20,7 @@ class Strict(BaseModel):
 class Translate(Strict):
     dx: float = 0.0  # fraction of the width; positive moves right
     dy: float = 0.0  # fraction of the height; positive moves down
+    ramp: bool = False  # the move grows step by step over the bend's steps, reaching dx, dy at the last one
 
     def is_identity(self) -> bool:
         return self.dx == 0.0 and self.dy == 0.0

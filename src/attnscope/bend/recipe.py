@@ -86,8 +86,17 @@ class Bend(Strict):
 
     def params(self) -> dict[str, Any]:
         """The op's own parameters (not selection, not bookkeeping)."""
-        skip = set(Bend.model_fields) | {"word", "object", "eos", "padding", "heads", "renormalize", "channels"}
+        skip = set(Bend.model_fields) | {"word", "object", "eos", "padding", "heads", "renormalize", "channels",
+                                         "ramp"}
         return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
+
+    def ramp_fraction(self, step: int, num_steps: int) -> float:
+        """With ``ramp``: how far along the bend's own steps this step is, 1/n at the first of n, 1 at the last."""
+        if not getattr(self, "ramp", False):
+            return 1.0
+        chosen = sorted(steps_selected(tuple(self.steps) if self.steps is not None else None, num_steps)
+                        or range(num_steps))
+        return (chosen.index(step) + 1) / len(chosen) if step in chosen else 1.0
 
     def is_identity(self) -> bool:
         """True when the bend cannot change anything; such bends are dropped so the video stays bit-identical."""
