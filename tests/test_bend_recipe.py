@@ -42,7 +42,9 @@ def test_to_json_round_trips_through_json_text():
     again = load_recipe(json.loads(text))
     assert again == recipe
     assert again.bends[-1].steps == [0.0, 0.5] and isinstance(again.bends[-1].steps[0], float)
-    assert json.loads(text)[0]["scale"] == 0.0 and json.loads(text)[0]["branch"] == "both"
+    # what the recipe left out stays out (a model's measured defaults fill it), what it set is kept
+    assert json.loads(text)[0]["scale"] == 0.0 and "branch" not in json.loads(text)[0]
+    assert again.bends[0].branch == "both" and json.loads(text)[-1]["branch"] == "cond"
 
 
 def test_every_registered_bend_dumps_and_reloads():

@@ -195,6 +195,18 @@ def test_defaults_fill_eos_renormalize_and_branch_only_where_the_recipe_left_the
     assert apply_defaults(0, word, defaults).eos is None  # a word's EOS handling is not an object's
 
 
+def test_a_recipe_passed_on_as_json_still_takes_the_models_defaults(tmp_path):
+    """The CLI and sweeps hand the recipe on as ``to_json()``: what the file left out must stay out."""
+    path = tmp_path / "object.yaml"
+    path.write_text("bends:\n  - {target: attention, op: reweight, object: red cat, scale: 0.0}\n")
+    passed_on = load_recipe(load_recipe(path).to_json())
+    acting = Bender(passed_on, WORDS, model="toy").applied()[0]
+    toy = load_defaults("toy")["attention.reweight"]
+    assert acting["branch"] == toy["branch"] and acting["steps"] == toy["steps"]
+    assert load_recipe(path).to_json() == [{"target": "attention", "op": "reweight", "object": "red cat",
+                                            "scale": 0.0}]
+
+
 PROMPT_A = "a red cat playing with a soccer ball"
 PROMPT_B = "a blue cat playing with a soccer ball"
 

@@ -36,13 +36,17 @@ def test_start_values_build_a_valid_bend(target, op):
 
 
 def test_translate_yaml_round_trip_and_errors_say_what_to_do():
-    bend = bf.build_bend("attention · translate", "red circle", False, "", "", 0.0, 1.0, "both",
+    bend = bf.build_bend("attention · translate", "red circle", False, "", "", 0.0, 1.0, bf.DEFAULT_BRANCH,
                          {**form_values("attention", "translate"), "dx": 0.3})
     assert bend == {"target": "attention", "op": "translate", "word": "red circle", "dx": 0.3}
     text = bf.to_yaml([bend])
     assert "op: translate" in text and bf.from_yaml(text) == [bend]
+    both = bf.build_bend("attention · translate", "red circle", False, "", "", 0.0, 1.0, "both",
+                         {**form_values("attention", "translate"), "dx": 0.3})
+    assert both["branch"] == "both" and bf.from_yaml(bf.to_yaml([both])) == [both]  # chosen, so kept
     with pytest.raises(BendRecipeError, match="type a word"):
-        bf.build_bend("attention · blur", "", False, "", "", 0.0, 1.0, "both", form_values("attention", "blur"))
+        bf.build_bend("attention · blur", "", False, "", "", 0.0, 1.0, bf.DEFAULT_BRANCH,
+                      form_values("attention", "blur"))
     with pytest.raises(BendRecipeError, match="unknown op"):
         bf.from_yaml("bends: [{target: attention, op: teleport}]")
     with pytest.raises(BendRecipeError, match="pick an op"):

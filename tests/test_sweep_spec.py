@@ -21,7 +21,7 @@ def test_spec_maps_cli_names_to_generate_arguments():
     spec = load_spec({**SPEC, "generate": {"num_inference_steps": 3, "frames": 5, "guidance": 2.5, "heads": "mean",
                                            "layers": "0-1", "capture_steps": [1], "words": ["circle"]}})
     assert spec.bends[0] is None and spec.bends[1][0]["scale"] == 2.0
-    assert spec.bends[1][0]["branch"] == "both"  # the validated recipe, defaults filled in
+    assert "branch" not in spec.bends[1][0]  # the validated recipe as written: the model's defaults fill the rest
     assert spec.generate.generate_kwargs() == {"num_inference_steps": 3, "num_frames": 5, "guidance_scale": 2.5,
                                                "heads": "mean", "layers": [0, 1], "steps": [1],
                                                "words": ["circle"]}

@@ -232,7 +232,7 @@ def build_bend_tab(studio: Studio, viewer: Viewer, handlers: Handlers) -> Callab
                 with gr.Row():
                     step_from = gr.Slider(0, 1, value=0, step=0.05, label="from (fraction of the steps)")
                     step_to = gr.Slider(0, 1, value=1, step=0.05, label="to")
-                branch = gr.Radio(["both", "cond", "uncond"], value="both", label="guidance branch")
+                branch = gr.Radio(bf.BRANCHES, value=bf.DEFAULT_BRANCH, label="guidance branch")
                 with gr.Row():
                     add = gr.Button("Add bend", elem_id="bend_add")
                     clear = gr.Button("Clear recipe")

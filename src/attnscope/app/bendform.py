@@ -122,6 +122,10 @@ def start_value(target: str, op: str, p: Param) -> Any:
     return "" if p.kind == "text" else None
 
 
+DEFAULT_BRANCH = "model default"
+BRANCHES = [DEFAULT_BRANCH, "both", "cond", "uncond"]
+
+
 def takes(target: str, op: str) -> dict[str, bool]:
     """Which shared controls the op uses: a word/object, heads, a region on a frame."""
     fields = BENDS[(target, op)].model_fields
@@ -170,7 +174,7 @@ def build_bend(label: str, word: str, as_object: bool, heads: str, layers: str, 
         bend["layers"] = _indices(layers)
     if (float(step_from), float(step_to)) != (0.0, 1.0):
         bend["steps"] = [float(step_from), float(step_to)]
-    if branch != "both":
+    if branch != DEFAULT_BRANCH:  # left to the model's measured default (on the toy model: per op)
         bend["branch"] = branch
     parse_bend(0, bend)
     return bend
@@ -188,5 +192,4 @@ def from_yaml(text: str) -> list[dict[str, Any]]:
     except yaml.YAMLError as exc:
         raise BendRecipeError(f"the recipe is not valid YAML: {exc}") from None
     recipe: Recipe = load_recipe(data if data is not None else [])
-    return [{"target": b.target, "op": b.op} | b.model_dump(mode="json", exclude_defaults=True)
-            for b in recipe.bends]
+    return recipe.to_json()

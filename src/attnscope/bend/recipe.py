@@ -317,8 +317,11 @@ class Recipe(BaseModel):
         return [parse_bend(i, b) for i, b in enumerate(value)]
 
     def to_json(self) -> list[dict[str, Any]]:
-        """Every bend with all its parameters (defaults included), as stored in ``meta.json``; loadable again."""
-        return [b.model_dump(mode="json") for b in self.bends]
+        """Every bend with the fields its recipe set, loadable again into the same bends.
+
+        What the recipe left out stays out, so a model's measured defaults still fill it when the bends act
+        (``meta.json`` records the bends as they acted, every field included: :meth:`Bender.applied`)."""
+        return [{"target": b.target, "op": b.op} | b.model_dump(mode="json", exclude_unset=True) for b in self.bends]
 
 
 def _resolve_files(recipe: Recipe, base: Path) -> Recipe:
