@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from attnscope.bench.capture import run_capture_bench
@@ -37,6 +38,16 @@ def test_e2e_bench_tiny_pipeline_identical():
     assert result["store_bytes_on_disk"] > 0
     assert result["median_s"]["stock"] > 0 and result["median_s"]["attnscope"] > 0
     assert set(result["ratios"]) == {"attnscope", "attnscope_self_prop"}
+    pairs = [a / b - 1 for a, b in zip(result["raw_s"]["attnscope"], result["raw_s"]["stock"], strict=True)]
+    assert result["paired_ratios"]["attnscope"] == pytest.approx(sorted(pairs)[len(pairs) // 2])
+
+
+def test_paired_ratio_is_the_median_of_each_repeat_against_its_neighbour():
+    from attnscope.bench.e2e import _paired
+
+    # the machine slows by half over the run; each capture repeat costs 10 % more than the stock one beside it
+    stock = [10.0, 12.0, 15.0]
+    assert _paired([11.0, 13.2, 16.5], stock) == pytest.approx(0.10)
 
 
 def test_padding_collapse_equals_full_softmax():

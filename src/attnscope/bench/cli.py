@@ -66,7 +66,9 @@ def e2e_command(
                            compact=compact, self_prop_steps=self_prop_steps)
     med = result["median_s"]
     captures = ", ".join(f"{m} {med[m]:.3f} s ({result['ratios'][m] * 100:+.1f} % wall, "
-                         f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time, store "
+                         f"{result['cpu_ratios'][m] * 100:+.1f} % CPU time; paired "
+                         f"{result['paired_ratios'][m] * 100:+.1f} % wall, "
+                         f"{result['paired_cpu_ratios'][m] * 100:+.1f} % CPU; store "
                          f"{result['store_bytes'].get(m, 0) / 1e6:.1f} MB)" for m in result["ratios"])
     typer.echo(f"{model}: stock {med['stock']:.3f} s, {captures}, identical: {result['output_identical']}")
     if json_out:

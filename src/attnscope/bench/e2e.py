@@ -35,6 +35,12 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def _paired(mode: list[float], stock: list[float]) -> float:
+    """Median over repeats of mode / stock - 1, each repeat against the stock run beside it: a drift of the
+    machine over the run (the 2-core box's speed wanders by 20 %) cancels within a pair."""
+    return statistics.median(m / s - 1.0 for m, s in zip(mode, stock, strict=True))
+
+
 def _full_size_pipeline(config: str, device: str):
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=make_transformer(config, device, dtype),
@@ -91,7 +97,9 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
     store_bytes: dict[str, int] = {}
     writer_busy: dict[str, list[float]] = {mode: [] for mode in captures}
     for i in range(repeats + 1):
-        for mode in times:
+        # the order alternates from one repeat to the next, so a drift of the machine (or a cost left behind by
+        # the run before) falls on every mode alike
+        for mode in (list(times) if i % 2 == 0 else list(times)[::-1]):
             generator = torch.Generator(device=device).manual_seed(0)
             store = root / f"run{i}"
             _sync(device)
@@ -130,6 +138,8 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             "ratios": {m: med[m] / med["stock"] - 1.0 for m in captures},
             "cpu_ratios": {m: med_cpu[m] / med_cpu["stock"] - 1.0 for m in captures},
             "median_cpu_s": med_cpu, "raw_cpu_s": cpu, "cpu_ratio": med_cpu[first] / med_cpu["stock"] - 1.0,
+            "paired_ratios": {m: _paired(times[m], times["stock"]) for m in captures},
+            "paired_cpu_ratios": {m: _paired(cpu[m], cpu["stock"]) for m in captures},
             "self_prop_steps": self_prop_steps, "store_bytes_on_disk": store_bytes.get(first, 0),
             "store_bytes": store_bytes,
             "writer_busy_s": writer_busy, "output_identical": identical}
