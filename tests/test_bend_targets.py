@@ -145,6 +145,16 @@ def test_masked_eos_suppress_removes_the_objects_share_and_keeps_the_others():
     assert full[..., ~left, 6].max() == 0.0
 
 
+def test_masked_eos_into_the_sink_keeps_the_other_words_and_rows_at_one():
+    p, left = two_objects()
+    b = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0, "eos": "masked",
+                "renormalize": "sink"})
+    out = b.post_softmax(p.clone(), Call())
+    torch.testing.assert_close(out.sum(-1), torch.ones(1, HEADS, S))
+    torch.testing.assert_close(out[..., [0, 3, 4, 5]], p[..., [0, 3, 4, 5]])
+    assert (out[..., 7:].sum(-1) > p[..., 7:].sum(-1)).all()
+
+
 def test_masked_eos_translate_moves_the_objects_share_of_eos_with_it():
     p, left = two_objects()
     b = bender({"target": "attention", "op": "translate", "object": "red cat", "dx": 0.5, "eos": "masked",

@@ -29,22 +29,11 @@ from .recipe import (
     HeadBend,
     Recipe,
 )
+from .reweight import object_share, reweight_masked, reweight_post
 from .swap import SwapSource
 from .targets import TargetResolver
 
-__all__ = ["Bender", "object_share"]
-
-
-def object_share(probs: torch.Tensor, word: torch.Tensor, eos: int, grid: tuple[int, int, int]) -> torch.Tensor:
-    """(B, H, S) in [0, 1]: how much of each video token's EOS attention is the object's.
-
-    The object's map (its tokens' probabilities summed, ``word`` (B, H, S, T)) relative to that map's peak in the
-    same head and frame: 1 where the object is strongest, near 0 on the other objects and the background.
-    """
-    frames = grid[0]
-    mass = word.sum(-1).unflatten(-1, (frames, -1))  # (B, H, F, Y*X)
-    peak = mass.amax(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
-    return (mass / peak).flatten(-2).to(probs.dtype)
+__all__ = ["Bender", "object_share"]  # object_share: re-exported from .reweight
 
 
 class Call(Protocol):
@@ -241,9 +230,9 @@ class Bender:
             eos = self.eos_column(i, bend, call) if bend.masked_eos else None
             if bend.op == "reweight":
                 if eos is None:
-                    self._reweight_real(probs, cols, bend, call, heads)
+                    reweight_post(probs, cols, bend, call.prompt_tokens, heads)
                 else:
-                    self._reweight_masked(probs, cols, eos, bend, call, heads)
+                    reweight_masked(probs, cols, eos, bend, call.prompt_tokens, call.grid, heads)
                 continue
             word = probs.index_select(-1, cols)  # (B, heads, S, T)
             share = None
@@ -275,55 +264,6 @@ class Bender:
                     rows = probs[:, heads]  # (B, h, S, L)
                     probs[:, heads] = rows / rows.sum(dim=-1, keepdim=True).clamp_min(tiny)
         return probs
-
-    @staticmethod
-    def _reweight_real(probs: torch.Tensor, cols: torch.Tensor, bend: Bend, call: Call, heads) -> None:
-        """``reweight`` after the softmax: the target's probabilities times ``scale``, then, by ``renormalize``:
-        ``real``: the prompt's real tokens (and the target) rescaled to the total they had, the padding sink keeps
-        its mass; ``sink``: the padding sink takes (or gives) the difference, the other words keep theirs;
-        ``none``: nothing."""
-        rows = probs[:, heads]  # (B, h, S, L)
-        word = rows.index_select(-1, cols)
-        rows.index_copy_(-1, cols, word * bend.scale)
-        tiny = torch.finfo(probs.dtype).tiny
-        if bend.renormalize == "real":
-            real = sorted(set(range(int(call.prompt_tokens))) | set(cols.tolist()))
-            real = torch.tensor(real, device=probs.device)
-            before = (rows.index_select(-1, real).sum(-1, keepdim=True)
-                      + word.sum(-1, keepdim=True) * (1.0 - bend.scale))
-            after = rows.index_select(-1, real).sum(-1, keepdim=True)
-            factor = torch.where(after > 0, before / after.clamp_min(tiny), 1.0)
-            rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
-        elif bend.renormalize == "sink":
-            pad = torch.tensor([k for k in range(int(call.prompt_tokens), probs.shape[-1]) if k not in set(cols.tolist())],
-                               device=probs.device)
-            if pad.numel() == 0:
-                raise BendRecipeError("renormalize: sink needs padding keys; this prompt fills the text context")
-            sink = rows.index_select(-1, pad)
-            lost = word.sum(-1, keepdim=True) * (1.0 - bend.scale)
-            total = sink.sum(-1, keepdim=True)
-            rows.index_copy_(-1, pad, sink * ((total + lost) / total.clamp_min(tiny)).clamp_min(0.0))
-        probs[:, heads] = rows
-
-    @staticmethod
-    def _reweight_masked(probs: torch.Tensor, cols: torch.Tensor, eos: int, bend: Bend, call: Call, heads) -> None:
-        """``reweight`` of an object with ``eos: masked``: its tokens and its share of EOS times ``scale``; then the
-        rows renormalized as ``renormalize`` says (``all``: over every key, as the softmax would)."""
-        share = object_share(probs, probs.index_select(-1, cols), eos, call.grid)  # (B, H, S)
-        real = torch.tensor(sorted(set(range(int(call.prompt_tokens))) | set(cols.tolist()) | {eos}),
-                            device=probs.device)
-        rows = probs[:, heads]
-        before = rows.index_select(-1, real).sum(-1, keepdim=True)
-        rows.index_copy_(-1, cols, rows.index_select(-1, cols) * bend.scale)
-        rows[..., eos] *= 1.0 - share[:, heads] * (1.0 - bend.scale)
-        tiny = torch.finfo(probs.dtype).tiny
-        if bend.renormalize == "all":
-            rows.div_(rows.sum(-1, keepdim=True).clamp_min(tiny))
-        else:  # "real": the prompt's tokens get back the total they had, the padding sink keeps its mass
-            after = rows.index_select(-1, real).sum(-1, keepdim=True)
-            factor = torch.where(after > 0, before / after.clamp_min(tiny), 1.0)
-            rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
-        probs[:, heads] = rows
 
     def on_head_outputs(self, out: torch.Tensor, call: Call) -> torch.Tensor:
         """Head ``ablate``/``multiply`` on out (B, S, heads, head_dim); ``skip_cross_attention`` returns zeros."""
