@@ -98,3 +98,14 @@ def test_a_bent_generation_hands_freed_memory_back(tiny_pipes, tmp_path, monkeyp
 
     if platform.system() == "Linux" and "glibc" in " ".join(platform.libc_ver()) and ctypes.util.find_library("c"):
         assert release_freed_memory() is True
+
+
+def test_latent_translate_moves_the_block_output_too(tiny_pipes, tmp_path):
+    pipe = tiny_pipes["t2v"]
+    maps_only = [{"target": "attention", "op": "translate", "word": "cat", "dx": 0.25, "layers": [0]}]
+    plain, _ = _run(pipe, tmp_path, "plain", bends=maps_only)
+    moved, run = _run(pipe, tmp_path, "latent", bends=[{**maps_only[0], "latent": True}])
+    assert not np.array_equal(plain, moved)  # the block's output moved as well as the maps
+    assert run.meta["bends"][0]["latent"] is True
+    with pytest.raises(attnscope.AttnscopeError, match="latent"):
+        _run(pipe, tmp_path, "bad", bends=[{"target": "activation", "op": "translate", "dx": 0.25, "latent": True}])

@@ -143,3 +143,19 @@ def test_transforms_are_deterministic_and_keep_dtype():
                        ("scale", {"factor": 1.3}), ("blur", {"sigma": 0.8})]:
         a, b = maps.transform(x, op, **params), maps.transform(x, op, **params)
         assert a.dtype == x.dtype and a.shape == x.shape and torch.equal(a, b), op
+
+
+def test_move_region_cuts_the_object_out_and_pastes_it_at_the_new_place():
+    from attnscope.bend.latent import move_region, region_of
+
+    hidden = torch.ones(1, 2, 4, 8, 3)  # (B, F, Y, X, C): background 1 everywhere
+    hidden[:, :, 1:3, 0:2, 0] = 5.0  # the object, in channel 0, columns 0-1
+    region = torch.zeros(1, 2, 4, 8)
+    region[:, :, 1:3, 0:2] = 1.0
+    out = move_region(hidden, region, dx=0.25, dy=0.0)  # 8 columns: 2 tokens to the right
+    assert torch.equal(out[:, :, 1:3, 2:4, 0], torch.full((1, 2, 2, 2), 5.0))  # arrived
+    assert torch.equal(out[:, :, 1:3, 0:2], torch.ones(1, 2, 2, 2, 3))  # the hole takes the background
+    assert torch.equal(out[..., 1:], hidden[..., 1:])  # channels without the object are unchanged
+    word = torch.zeros(1, 2, 2 * 4 * 8, 1)
+    word[..., 0] = 0.3 * region.flatten(1).unsqueeze(1).expand(1, 2, -1)  # two heads, the same map
+    assert torch.allclose(region_of(word, 2), region.flatten(-2))  # over its peak: 1 on the object

@@ -19,6 +19,7 @@ import torch
 from . import maps
 from .activations import ChannelPicker, bend_hidden, noise_seed
 from .defaults import apply_defaults, is_toy_transformer, load_defaults
+from .latent import move_region, region_of
 from .recipe import (
     ActivationBend,
     AttentionBend,
@@ -94,6 +95,8 @@ class Bender:
         self.channels = ChannelPicker(run_dir)
         self._checked: set[tuple[int, int, tuple[int, int, int]]] = set()
         self._columns: dict[tuple[int, int, int, str], torch.Tensor] = {}
+        # (layer, expert, branch) -> the regions and moves a latent translate hands to its block's output hook
+        self._moves: dict[tuple[int, str, str], list[tuple[torch.Tensor, float, float]]] = {}
         if model is not None and str(model) != "none":
             self._use_defaults(str(model))
 
@@ -244,6 +247,10 @@ class Bender:
             if bend.op == "translate":
                 along = bend.ramp_fraction(call.step, call.num_steps)
                 params = {**params, "dx": params["dx"] * along, "dy": params["dy"] * along}
+            if getattr(bend, "latent", False) and not (params["dx"] == 0.0 and params["dy"] == 0.0):
+                region = region_of(word[:, heads], frames).unflatten(-1, (height, width))
+                self._moves.setdefault((call.layer, call.expert, call.branch), []).append(
+                    (region, params["dx"], params["dy"]))
             bent = maps.transform(grid_maps, bend.op, **params)
             if bent is grid_maps:
                 continue
@@ -298,6 +305,9 @@ class Bender:
                 if mine:
                     hook = self._block_hook(mine, layer, state)
                     handles.append(block.register_forward_hook(hook, with_kwargs=True))
+                if any(getattr(b, "latent", False) and (b.layers is None or layer in b.layers)
+                       for _, b in self.map_bends):
+                    handles.append(block.register_forward_hook(self._latent_hook(layer, state), with_kwargs=True))
                 skips = [b for _, b in self.head_bends if b.op == "skip_cross_attention"
                          and (b.layers is None or layer in b.layers)]
                 if skips:
@@ -313,6 +323,18 @@ class Bender:
             if any(self._now(b, layer, state) for b in skips):
                 return torch.zeros_like(output)  # exact skip: no text (or image) attention, no output bias
             return None
+
+        return hook
+
+    def _latent_hook(self, layer: int, state: State):
+        def hook(module, args, kwargs, output):
+            moves = self._moves.pop((layer, state.expert, state.branch), None)
+            if not moves:
+                return None
+            hidden = output.unflatten(1, tuple(state.grid))  # (B, S, C) -> (B, F, Y, X, C)
+            for region, dx, dy in moves:
+                hidden = move_region(hidden, region, dx, dy)
+            return hidden.flatten(1, 3)
 
         return hook
 

@@ -26,6 +26,12 @@ class Translate(Strict):
         return self.dx == 0.0 and self.dy == 0.0
 
 
+class AttentionTranslate(Translate):
+    # the object's hidden states move too: at each bent layer the block's output inside the target's map is cut
+    # out (the frame's mean background fills the hole) and pasted at the moved place
+    latent: bool = False
+
+
 class Rotate(Strict):
     degrees: float  # counter-clockwise on screen, about the grid's centre
 
@@ -131,6 +137,7 @@ MAP_OPS: dict[str, type[Strict]] = {
     "sharpen": Sharpen, "mask": Mask, "invert": NoParams, "threshold": Threshold,
     "reverse": NoParams, "shift": Shift, "freeze": Freeze,
 }
+ATTENTION_ONLY_PARAMS: dict[str, type[Strict]] = {"translate": AttentionTranslate}
 ACTIVATION_ONLY_OPS: dict[str, type[Strict]] = {
     "multiply": Multiply, "ablate": NoParams, "noise": Noise,
 }

@@ -27,6 +27,7 @@ from ..errors import AttnscopeError
 from .fields import Indices, Steps, steps_selected, word_target
 from .params import (
     ACTIVATION_ONLY_OPS,
+    ATTENTION_ONLY_PARAMS,
     MAP_OPS,
     Multiply,
     NoParams,
@@ -87,7 +88,7 @@ class Bend(Strict):
     def params(self) -> dict[str, Any]:
         """The op's own parameters (not selection, not bookkeeping)."""
         skip = set(Bend.model_fields) | {"word", "object", "eos", "padding", "heads", "renormalize", "channels",
-                                         "ramp"}
+                                         "ramp", "latent"}
         return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
 
     def ramp_fraction(self, step: int, num_steps: int) -> float:
@@ -254,7 +255,8 @@ def _make(base: type[Bend], target: str, op: str, params: type[Strict]) -> type[
 BENDS: dict[tuple[str, str], type[Bend]] = {
     ("attention", "reweight"): _make(AttentionBend, "attention", "reweight", Reweight),
     ("attention", "swap"): AttentionSwapBend,
-    **{("attention", op): _make(AttentionMapBend, "attention", op, p) for op, p in MAP_OPS.items()},
+    **{("attention", op): _make(AttentionMapBend, "attention", op, ATTENTION_ONLY_PARAMS.get(op, p))
+       for op, p in MAP_OPS.items()},
     **{("activation", op): _make(ActivationBend, "activation", op, p)
        for op, p in {**MAP_OPS, **ACTIVATION_ONLY_OPS}.items()},
     ("head", "ablate"): _make(HeadBend, "head", "ablate", NoParams),
