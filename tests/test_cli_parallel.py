@@ -73,3 +73,17 @@ def test_a_torchrun_rank_gets_the_parallel_kind_and_generates_the_baseline_too(m
     assert [(p, name) for p, name, _ in generated] == [(pipe, "bent"), (pipe, "bent-baseline")]
     assert all(kwargs["num_inference_steps"] == 3 for *_, kwargs in generated)
     assert "wrote" not in result.output and not list(tmp_path.glob("bent*"))
+
+
+@pytest.mark.parametrize("args, says", [(["--self-prop"], "self_prop and probe points"),
+                                        (["--probe", "0,1,1"], "self_prop and probe points")])
+def test_what_context_parallelism_cannot_do_is_refused_before_the_model_loads(no_model, args, says):
+    result = invoke("--model", "toy", "--parallel", "ulysses", *args)
+    assert isinstance(result.exception, AttnscopeError) and says in str(result.exception), result.output
+
+
+def test_a_spatial_bend_is_refused_before_the_model_loads(no_model, tmp_path):
+    recipe = tmp_path / "move.yaml"
+    recipe.write_text("bends:\n  - {target: attention, op: reweight, object: red circle, scale: 0, eos: masked}\n")
+    result = invoke("--model", "toy", "--parallel", "ulysses", "--bend", str(recipe))
+    assert isinstance(result.exception, AttnscopeError) and "reweight moves maps" in str(result.exception)

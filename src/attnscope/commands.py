@@ -39,6 +39,10 @@ def run_generate(*, prompt, model, out, seed, bend, compare, overwrite, device, 
         recipe = load_recipe(bend)
     if compare and recipe is None:
         raise SelectionError("--compare needs --bend RECIPE: it compares a bent run with its unbent baseline")
+    if parallel is not None:  # before minutes of model loading
+        from .tracing import check_parallel
+
+        check_parallel(options.self_prop or bool(options.probe), recipe)
     out = out or default_out(prompt, seed, "-bent" if recipe is not None else "")
     pipe = _pipeline(model, device, parallel)
     common = dict(seed=seed, overwrite=overwrite, **options.generate_kwargs())

@@ -62,8 +62,8 @@ def generate(pipe, prompt: str, out: str | Path, *, words: list[str] | None = No
     model's x0 estimate at every step for the timeline render; it costs one VAE decode per step, so it defaults
     to on only on a GPU and for videos up to 512 px and 33 frames. ``meta`` adds entries to the run's meta.json
     (e.g. what an experiment needs to recognise its own runs). ``precision="uint8"`` writes a compact store
-    (:func:`attnscope.trace`), and so does ``probe_points`` (each point's self-attention rows; checked against the
-    token grid before anything runs). Returns the Run (None on the ranks other than 0 of
+    (:func:`attnscope.trace`); ``probe_points`` (latent frame, y, x) also stores each point's self-attention rows
+    (checked against the token grid before anything runs). Returns the Run (None on the ranks other than 0 of
     a context-parallel generation, which hand their token slices to rank 0).
     """
     out = Path(out)

@@ -79,16 +79,7 @@ class Trace(AbstractContextManager):
         if not found:
             return None
         group, rank, world, layout = found[0]
-        if self.spec.grabs_self_attention:
-            raise AttnscopeError("self_prop and probe points need every video token's self-attention key, which "
-                                 "context parallelism spreads over the ranks; capture without --self-prop and "
-                                 "--probe (value_norm works)")
-        if self.recipe is not None:
-            spatial = [b for b in self.recipe.bends if not b.is_identity() and not local_bend(b)]
-            if spatial:
-                raise AttnscopeError(f"bend {spatial[0].target} {spatial[0].op} moves maps or activations across "
-                                     "the video, which context parallelism splits over the ranks; under it use "
-                                     "per-token bends (attention reweight, head ablate/multiply, layer skips)")
+        check_parallel(self.spec.grabs_self_attention, self.recipe)
         return SequenceShards(group, rank, world, layout)
 
     # ---- public -------------------------------------------------------------------------------------------
@@ -290,9 +281,27 @@ class Trace(AbstractContextManager):
 
 
 def local_bend(bend) -> bool:
-    """Does ``bend`` act on each video token on its own (so it works on a rank's slice of the tokens)? Logit
-    reweights, head and layer bends do; map transforms, swaps and activation bends move or read the whole video."""
-    return bend.target in ("head", "layer") or (bend.target, bend.op) == ("attention", "reweight")
+    """Does ``bend`` act on each video token on its own (so it works on a rank's slice of the tokens)? Reweights,
+    head and layer bends do; map transforms, swaps, activation bends and an object's masked EOS (its share is
+    relative to the map's peak over the frame) move or read the whole video."""
+    if (bend.target, bend.op) == ("attention", "reweight"):
+        return not bend.masked_eos
+    return bend.target in ("head", "layer")
+
+
+def check_parallel(grabs_self_attention: bool, recipe) -> None:
+    """Refuse what context parallelism cannot do (it splits the video tokens over the ranks); the CLI calls this
+    before the model loads, the trace again when it finds the split."""
+    if grabs_self_attention:
+        raise AttnscopeError("self_prop and probe points need every video token's self-attention key, which "
+                             "context parallelism spreads over the ranks; capture without --self-prop and "
+                             "--probe (value_norm works)")
+    if recipe is not None:
+        spatial = [b for b in recipe.bends if not b.is_identity() and not local_bend(b)]
+        if spatial:
+            raise AttnscopeError(f"bend {spatial[0].target} {spatial[0].op} moves maps or activations across "
+                                 "the video, which context parallelism splits over the ranks; under it use "
+                                 "per-token bends (attention reweight, head ablate/multiply, layer skips)")
 
 
 def _versions() -> dict[str, str]:
