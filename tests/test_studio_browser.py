@@ -56,12 +56,16 @@ class FirstStep(threading.Thread):
             time.sleep(0.05)
 
 
-def generate_form(page, prompt: str, words: str = "") -> None:
+def generate_form(page, prompt: str, words: str = "", probe: str = "") -> None:
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen_prompt textarea").fill(prompt)
     page.locator("#gen_words input").fill(words)
     page.locator("#gen_steps input").fill(STEPS)
+    page.locator("#gen_probe input").fill(probe)
     page.locator("#gen_go").click()
+
+
+PROBE = (8, 128, 128)  # frame 8, the middle of the toy model's 256 × 256 picture
 
 
 def test_studio_generate_live_bend_probe_export(served, tmp_path):
@@ -74,7 +78,7 @@ def test_studio_generate_live_bend_probe_export(served, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
         page.goto(url)
-        generate_form(page, PROMPT)
+        generate_form(page, PROMPT, probe=", ".join(map(str, PROBE)))
         page.locator("#gen_state progress").wait_for(timeout=60_000)
 
         page.locator("#live_map img").wait_for(timeout=120_000)
@@ -141,6 +145,10 @@ def test_studio_generate_live_bend_probe_export(served, tmp_path):
         table = page.locator("#probe_table").inner_text()
         assert "red circle" in table and "pixel (" in table
         page.locator("#probe_chart img").first.wait_for(timeout=30_000)
+        # the probed point (captured with the Generate tab's probe box): where it attends in space-time
+        image.click(position={"x": (box["width"] - side) / 2 + side * PROBE[2] / 256,
+                              "y": (box["height"] - side) / 2 + side * PROBE[1] / 256})
+        page.locator("#probe_rows img").first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "studio_probe.png"), full_page=True)
 
