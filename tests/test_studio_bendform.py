@@ -79,3 +79,13 @@ def test_two_clicks_on_the_frame_set_the_mask_box(tmp_path):
     assert corner == [(0.75, 0.8)] and drawn.any()
     corner, drawn, *box = handlers.click_box(frame, corner, click(50, 20))
     assert corner is None and box == [0.25, 0.2, 0.75, 0.8]
+
+
+def test_an_objects_eos_is_a_choice_of_auto_true_false_or_masked():
+    (eos,) = [p for p in bf.op_params("attention", "reweight") if p.name == "eos"]
+    assert eos.kind == "choice" and eos.choices == ("auto", True, False, "masked")
+    values = {**form_values("attention", "reweight"), eos.key: "masked"}
+    bend = bf.build_bend("attention · reweight", "red circle", True, "", "", 0.0, 1.0, bf.DEFAULT_BRANCH, values)
+    assert bend["eos"] == "masked" and bend["object"] == "red circle"
+    assert "eos" not in bf.build_bend("attention · reweight", "red circle", True, "", "", 0.0, 1.0,
+                                      bf.DEFAULT_BRANCH, form_values("attention", "reweight"))

@@ -84,6 +84,12 @@ def _param(name: str, info: FieldInfo) -> Param:
         return Param(f"{name}:{'|'.join(map(str, args))}", name, "choice", tuple(args))
     if isinstance(kind_of, types.UnionType) and set(args) == {bool, type(None)}:
         return Param(f"{name}:auto", name, "choice", ("auto", True, False))
+    literals = [a for a in args if typing.get_origin(a) is Literal]
+    if typing.get_origin(kind_of) is typing.Union and literals and set(args) - set(literals) <= {bool, type(None)}:
+        # e.g. eos: true, false or "masked"; "auto" (left out) where None is allowed
+        choices = (("auto",) if type(None) in args else ()) + ((True, False) if bool in args else ()) + tuple(
+            v for a in literals for v in typing.get_args(a))
+        return Param(f"{name}:{'|'.join(map(str, choices))}", name, "choice", choices)
     if kind_of in (int, float):
         default = RANGES.get(name, (-10, 10, 1) if kind_of is int else (-2.0, 2.0, 0.01))
         low, high = _bounds(info)
