@@ -3,8 +3,10 @@
 The toy model's file is ``attnscope/toy/weights/bend_defaults.json``: for each op (``attention.reweight``,
 ``attention.translate``, ...; ``attention.*`` for the other attention ops) the ``steps`` and ``layers`` that made
 the op work on held-out prompts (``attnscope bend-eval``), and for object targets how the end-of-sequence token is
-bent (``eos``: true, false or masked), how a reweight renormalizes and which guidance branch a bend acts on. A
-bend that leaves ``steps`` (or ``layers``, ``eos``, ``renormalize``, ``branch``) unset takes the default; one that names them, ``steps: [0.0, 1.0]`` for the whole schedule, keeps its own.
+bent (``eos``: true, false or masked), how a reweight renormalizes, which guidance branch a bend acts on, and
+whether a translate moves the latent too. A bend that leaves ``steps`` (or ``layers``, ``eos``, ``renormalize``,
+``branch``, ``latent``) unset takes the default; one that names them, ``steps: [0.0, 1.0]`` for the whole
+schedule, keeps its own.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def apply_defaults(index: int, bend: Bend, defaults: dict[str, dict[str, Any]]) 
     if "eos" in update and getattr(bend, "object", None) is None:
         del update["eos"]  # the default end-of-sequence handling is an object's; a word keeps its own (none)
     # fields with a value of their own ("all", "both") take the model's default only when the recipe left them out
-    update.update({k: chosen[k] for k in ("renormalize", "branch")
+    update.update({k: chosen[k] for k in ("renormalize", "branch", "latent")
                    if chosen.get(k) is not None and k in type(bend).model_fields and k not in bend.model_fields_set})
     if not update:
         return bend
