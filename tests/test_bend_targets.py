@@ -190,6 +190,9 @@ def test_toy_defaults_fill_only_unset_steps():
                         "steps": [0.0, 1.0]}]).bends[0]
     assert apply_defaults(0, own, defaults).steps == [0.0, 1.0]
     assert load_defaults(None) == {}
+    moved = load_recipe([{"target": "attention", "op": "translate", "object": "red cat", "dx": 0.3}]).bends[0]
+    acting = apply_defaults(0, moved, defaults)  # the measured translate moves the latent too, without EOS
+    assert (acting.latent, acting.eos, acting.layers) == (True, False, defaults["attention.translate"]["layers"])
 
 
 def test_defaults_fill_eos_renormalize_and_branch_only_where_the_recipe_left_them_out():
