@@ -12,6 +12,7 @@ exactly and different calls get different noise).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ def noise_seed(seed: int, step: int, layer: int, branch: str) -> int:
     return (seed * 1_000_003 + step * 10_007 + layer * 101 + (branch == "uncond")) % (2**63)
 
 
-def _numeric(x: torch.Tensor, bend: ActivationBend, seed: int, along: float = 1.0) -> torch.Tensor:
+def _numeric(x: torch.Tensor, bend: ActivationBend, seed: int, params: dict[str, Any]) -> torch.Tensor:
     op = bend.op
     if op == "multiply":
         return x * bend.factor
@@ -41,20 +42,17 @@ def _numeric(x: torch.Tensor, bend: ActivationBend, seed: int, along: float = 1.
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x.device)
         return x + bend.std * x.std() * noise
-    params = bend.params()
-    if op == "translate":  # ``ramp``: ``along`` of the way at this step
-        params = {**params, "dx": params["dx"] * along, "dy": params["dy"] * along}
     return maps.transform(x, op, **params)
 
 
 def bend_hidden(hidden: torch.Tensor, bend: ActivationBend, channels: torch.Tensor | None,
-                seed: int = 0, along: float = 1.0) -> torch.Tensor:
+                seed: int = 0, params: dict[str, Any] | None = None) -> torch.Tensor:
     """Bend hidden states (B, F, Y, X, C) on ``channels`` (indices; None = all); returns a new tensor.
-    ``along``: the share of a ramped translate's move at this step."""
+    ``params``: the op's parameters at this step (:meth:`Bend.params_at`; default: as written)."""
     dtype = hidden.dtype
     picked = hidden if channels is None else hidden.index_select(-1, channels)  # (B, F, Y, X, k)
     as_maps = picked.float().permute(0, 4, 1, 2, 3)  # (B, k, F, Y, X): one map per channel
-    bent = _numeric(as_maps, bend, seed, along)
+    bent = _numeric(as_maps, bend, seed, bend.params() if params is None else params)
     bent = bent.permute(0, 2, 3, 4, 1).to(dtype)  # back to (B, F, Y, X, k)
     if channels is None:
         return bent.contiguous()

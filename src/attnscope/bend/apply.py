@@ -243,10 +243,7 @@ class Bender:
                 share = object_share(probs, word, eos, call.grid)
                 word = torch.cat([word, (probs[..., eos] * share).unsqueeze(-1)], dim=-1)
             grid_maps = word[:, heads].movedim(-1, 2).unflatten(-1, (frames, height, width))  # (B, h, T, F, Y, X)
-            params = bend.params()
-            if bend.op == "translate":
-                along = bend.ramp_fraction(call.step, call.num_steps)
-                params = {**params, "dx": params["dx"] * along, "dy": params["dy"] * along}
+            params = bend.params_at(call.step, call.num_steps)
             if getattr(bend, "latent", False) and not (params["dx"] == 0.0 and params["dy"] == 0.0):
                 region = region_of(word[:, heads], frames).unflatten(-1, (height, width))
                 self._moves.setdefault((call.layer, call.expert, call.branch), []).append(
@@ -353,7 +350,7 @@ class Bender:
                 # clusters come from the block's own (unbent) output on their first use
                 channels = self.channels.pick(i, bend, state.expert, layer, unbent)
                 seed = noise_seed(getattr(bend, "seed", 0), state.step, layer, state.branch)
-                hidden = bend_hidden(hidden, bend, channels, seed, bend.ramp_fraction(state.step, state.num_steps))
+                hidden = bend_hidden(hidden, bend, channels, seed, bend.params_at(state.step, state.num_steps))
             return hidden.flatten(1, 3)  # back to (B, S, C)
 
         return hook

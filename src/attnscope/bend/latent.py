@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import maps
+from .reweight import over_peak
 
 __all__ = ["move_region", "region_of"]
 
@@ -18,8 +19,7 @@ __all__ = ["move_region", "region_of"]
 def region_of(word: torch.Tensor, frames: int) -> torch.Tensor:
     """The target's region (B, F, Y*X) in [0, 1] from its columns ``word`` (B, h, S, T): the head mean of its
     tokens' summed probabilities over that map's peak in each frame."""
-    mass = word.sum(-1).mean(1).unflatten(-1, (frames, -1))  # (B, F, Y*X)
-    return mass / mass.amax(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
+    return over_peak(word.sum(-1).mean(1), frames)
 
 
 def move_region(hidden: torch.Tensor, region: torch.Tensor, dx: float, dy: float) -> torch.Tensor:

@@ -91,13 +91,16 @@ class Bend(Strict):
                                          "ramp", "latent"}
         return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
 
-    def ramp_fraction(self, step: int, num_steps: int) -> float:
-        """With ``ramp``: how far along the bend's own steps this step is, 1/n at the first of n, 1 at the last."""
+    def params_at(self, step: int, num_steps: int) -> dict[str, Any]:
+        """The op's parameters at ``step``: with ``ramp``, a translate's move is the share of the bend's own steps
+        reached so far (1/n of it at the first of n, all of it at the last)."""
+        params = self.params()
         if not getattr(self, "ramp", False):
-            return 1.0
+            return params
         chosen = sorted(steps_selected(tuple(self.steps) if self.steps is not None else None, num_steps)
                         or range(num_steps))
-        return (chosen.index(step) + 1) / len(chosen) if step in chosen else 1.0
+        along = (chosen.index(step) + 1) / len(chosen) if step in chosen else 1.0
+        return {**params, "dx": params["dx"] * along, "dy": params["dy"] * along}
 
     def is_identity(self) -> bool:
         """True when the bend cannot change anything; such bends are dropped so the video stays bit-identical."""

@@ -10,7 +10,7 @@ import torch
 
 from .recipe import Bend, BendRecipeError
 
-__all__ = ["object_share", "reweight_masked", "reweight_post"]
+__all__ = ["object_share", "over_peak", "reweight_masked", "reweight_post"]
 
 
 def object_share(probs: torch.Tensor, word: torch.Tensor, eos: int, grid: tuple[int, int, int]) -> torch.Tensor:
@@ -19,10 +19,14 @@ def object_share(probs: torch.Tensor, word: torch.Tensor, eos: int, grid: tuple[
     The object's map (its tokens' probabilities summed, ``word`` (B, H, S, T)) relative to that map's peak in the
     same head and frame: 1 where the object is strongest, near 0 on the other objects and the background.
     """
-    frames = grid[0]
-    mass = word.sum(-1).unflatten(-1, (frames, -1))  # (B, H, F, Y*X)
-    peak = mass.amax(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
-    return (mass / peak).flatten(-2).to(probs.dtype)
+    return over_peak(word.sum(-1), grid[0]).flatten(-2).to(probs.dtype)
+
+
+def over_peak(mass: torch.Tensor, frames: int) -> torch.Tensor:
+    """A map (..., S) over its peak in each frame -> (..., F, Y*X) in [0, 1]: where a target is, relative to where
+    it is strongest (the shared weight of a masked EOS and of a latent translate's cut)."""
+    mass = mass.unflatten(-1, (frames, -1))
+    return mass / mass.amax(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
 
 
 def reweight_post(probs: torch.Tensor, cols: torch.Tensor, bend: Bend, prompt_tokens: int, heads) -> None:
@@ -33,18 +37,22 @@ def reweight_post(probs: torch.Tensor, cols: torch.Tensor, bend: Bend, prompt_to
     rows = probs[:, heads]  # (B, h, S, L)
     word = rows.index_select(-1, cols)
     rows.index_copy_(-1, cols, word * bend.scale)
-    tiny = torch.finfo(probs.dtype).tiny
     if bend.renormalize == "real":
         real = sorted(set(range(int(prompt_tokens))) | set(cols.tolist()))
         real = torch.tensor(real, device=probs.device)
         before = (rows.index_select(-1, real).sum(-1, keepdim=True)
                   + word.sum(-1, keepdim=True) * (1.0 - bend.scale))
-        after = rows.index_select(-1, real).sum(-1, keepdim=True)
-        factor = torch.where(after > 0, before / after.clamp_min(tiny), 1.0)
-        rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
+        _restore(rows, real, before)
     elif bend.renormalize == "sink":
         _sink(rows, word.sum(-1, keepdim=True) * (1.0 - bend.scale), set(cols.tolist()), prompt_tokens)
     probs[:, heads] = rows
+
+
+def _restore(rows: torch.Tensor, real: torch.Tensor, before: torch.Tensor) -> None:
+    """The keys ``real`` rescaled so each row's total over them is ``before`` (B, h, S, 1) again."""
+    after = rows.index_select(-1, real).sum(-1, keepdim=True)
+    factor = torch.where(after > 0, before / after.clamp_min(torch.finfo(rows.dtype).tiny), 1.0)
+    rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
 
 
 def _sink(rows: torch.Tensor, lost: torch.Tensor, cols: set[int], prompt_tokens: int) -> None:
@@ -73,9 +81,7 @@ def reweight_masked(probs: torch.Tensor, cols: torch.Tensor, eos: int, bend: Ben
     if bend.renormalize == "all":
         rows.div_(rows.sum(-1, keepdim=True).clamp_min(tiny))
     elif bend.renormalize == "real":  # the prompt's tokens get back the total they had, the padding keeps its mass
-        after = rows.index_select(-1, real).sum(-1, keepdim=True)
-        factor = torch.where(after > 0, before / after.clamp_min(tiny), 1.0)
-        rows.index_copy_(-1, real, rows.index_select(-1, real) * factor)
+        _restore(rows, real, before)
     elif bend.renormalize == "sink":
         _sink(rows, before - rows.index_select(-1, real).sum(-1, keepdim=True), set(cols.tolist()) | {eos},
               prompt_tokens)
