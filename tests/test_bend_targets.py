@@ -268,3 +268,75 @@ def test_phrase_target_through_trace_and_identity_bit_identity(tiny_pipes, tmp_p
     with pytest.raises(BendRecipeError, match="'red ball' is not in the prompt"):
         _run(pipe, tmp_path / "bad", PROMPT_A, bends=[
             {"target": "attention", "op": "reweight", "word": "red ball", "scale": 0.0}])
+
+
+# ---- eos: edited -----------------------------------------------------------------------------------------------
+PROMPT_E = "a red cat and a soccer ball"
+
+
+def test_prompt_without_drops_the_phrase_and_its_connector():
+    from attnscope.bend.targets import prompt_without
+
+    assert prompt_without("a red circle standing still and a green square moving left",
+                          ["a red circle standing still"]) == "a green square moving left"
+    assert prompt_without("a red circle and a green square", ["a green square"]) == "a red circle"
+    assert prompt_without("a cat, a dog and a bird", ["a dog"]) == "a cat and a bird"
+    assert prompt_without("a cat and a cat", ["cat (2)"]) == "a cat and a"
+    assert prompt_without("a white triangle moving left", ["a white triangle moving left"]) == ""
+    with pytest.raises(BendRecipeError, match="eos_prompt"):
+        prompt_without("a red cat", ["dog"])
+
+
+def test_edited_eos_is_the_edited_prompts_eos_on_the_cond_pass(tiny_pipes, tmp_path, monkeypatch):
+    """eos: edited == the same suppress with the cond prompt's EOS embedding replaced by the edited prompt's."""
+    pipe = tiny_pipes["t2v"]
+    suppress = {"target": "attention", "op": "reweight", "object": "a red cat", "scale": 0.0, "branch": "cond"}
+    edited, _ = _run(pipe, tmp_path / "edited", PROMPT_E, bends=[{**suppress, "eos": "edited"}])
+    plain, _ = _run(pipe, tmp_path / "plain", PROMPT_E, bends=[{**suppress, "eos": False}])
+
+    tok = pipe.tokenizer
+    eos_a = len(tok(PROMPT_E)["input_ids"]) - 1
+    eos_b = len(tok("a soccer ball")["input_ids"]) - 1
+    stock = pipe.encode_prompt
+
+    def spliced(prompt, *args, **kwargs):
+        embeds, negative = stock(prompt, *args, **kwargs)
+        if prompt == PROMPT_E:
+            other, _ = stock("a soccer ball", *args, **kwargs)
+            embeds = embeds.clone()
+            embeds[:, eos_a] = other[:, eos_b]
+        return embeds, negative
+
+    monkeypatch.setattr(pipe, "encode_prompt", spliced)
+    reference, _ = _run(pipe, tmp_path / "ref", PROMPT_E, bends=[{**suppress, "eos": False}])
+    np.testing.assert_allclose(edited, reference, rtol=0, atol=1e-6)
+    assert np.abs(edited - plain).max() > 1e-3  # the edit is not a no-op
+
+
+def test_edited_eos_with_an_identity_op_still_edits_and_eos_prompt_needs_it(tiny_pipes, tmp_path):
+    pipe = tiny_pipes["t2v"]
+    base, _ = _run(pipe, tmp_path / "base", PROMPT_E)
+    only, _ = _run(pipe, tmp_path / "only", PROMPT_E, bends=[
+        {"target": "attention", "op": "reweight", "object": "a red cat", "scale": 1.0, "eos": "edited",
+         "eos_prompt": "a blue dog and a soccer ball"}])
+    assert np.abs(only - base).max() > 1e-3
+    with pytest.raises(BendRecipeError, match="eos: edited"):
+        load_recipe([{"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0,
+                      "eos_prompt": "a dog"}])
+
+
+def test_edited_eos_outside_a_trace_says_what_it_needs():
+    b = bender({"target": "attention", "op": "reweight", "object": "red cat", "scale": 0.0, "eos": "edited",
+                "eos_prompt": "a cat"})
+    with pytest.raises(BendRecipeError, match="text encoder"):
+        b.edit_context(torch.zeros(1, L, 4), Call())
+
+
+def test_edited_eos_of_a_whole_prompt_target_is_bent_with_it():
+    """Nothing left of the prompt: its EOS is the target's alone, removed with it (not an empty prompt's EOS)."""
+    recipe = load_recipe([{"target": "attention", "op": "reweight", "object": "a red cat and a cat", "scale": 0.0,
+                           "eos": "edited"}])
+    b = Bender(recipe, WORDS, prompt="a red cat and a cat")
+    logits = b.pre_softmax(torch.zeros(1, HEADS, S, L), Call())
+    assert torch.isinf(logits[..., :7]).all() and not torch.isinf(logits[..., 7:]).any()
+    assert b.edit_context(torch.ones(1, L, 4), Call()).eq(1).all()  # no edited prompt to take an EOS from

@@ -68,6 +68,7 @@ class Trace(AbstractContextManager):
         self.last_x0: torch.Tensor | None = None
         self._installed: Installation | None = None
         self._encodes = 0
+        self._own_encode = False
         self._steps_seen: set[int] = set()
         self._cond_output: torch.Tensor | None = None
         self._x_t: torch.Tensor | None = None
@@ -159,8 +160,22 @@ class Trace(AbstractContextManager):
             release_freed_memory()  # bent calls leave glibc arenas holding GBs (see attnscope.memory)
 
     # ---- the prompt ---------------------------------------------------------------------------------------------
+    def _encode_text(self, text: str) -> torch.Tensor:
+        """The pipeline's own text embeddings (L, C) of ``text`` (an edited prompt a bend asks for), not counted
+        as one of the generation's prompts."""
+        self._own_encode = True
+        try:
+            embeds, _ = self.pipe.encode_prompt(prompt=text, do_classifier_free_guidance=False,
+                                                num_videos_per_prompt=1, max_sequence_length=TEXT_CONTEXT,
+                                                device=self.pipe._execution_device)
+        finally:
+            self._own_encode = False
+        return embeds[0]
+
     def _on_encode(self, module, args):
         """First text-encoder call of a generation = the positive prompt: resolve the words to tokens."""
+        if self._own_encode:
+            return None
         self._encodes += 1
         if self._encodes > 1:
             if self.tracker.cond_forwards and self._encodes > 2:
@@ -188,7 +203,8 @@ class Trace(AbstractContextManager):
         if self.recipe is not None:
             from .bend.apply import Bender
 
-            rec.bender = Bender(self.recipe, rec.words, run_dir=self.store, prompt=self.prompt_text, tokenizer=tok)
+            rec.bender = Bender(self.recipe, rec.words, run_dir=self.store, prompt=self.prompt_text, tokenizer=tok,
+                                encode=self._encode_text)
             self._installed.handles(rec.bender.install_block_hooks(self.transformers, self.tracker.state))
         return None
 

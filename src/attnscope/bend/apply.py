@@ -32,7 +32,7 @@ from .recipe import (
 )
 from .reweight import object_share, reweight_masked, reweight_post
 from .swap import SwapSource
-from .targets import TargetResolver
+from .targets import TargetResolver, prompt_without
 
 __all__ = ["Bender", "object_share"]  # object_share: re-exported from .reweight
 
@@ -70,20 +70,23 @@ class Bender:
     exactly as capture resolves it; without them a phrase resolves when its words are consecutive words of the
     prompt. ``model``: ``"toy"`` applies the toy model's measured per-op defaults (``bend_defaults.json``) to bends
     that leave ``steps``/``layers`` unset, a path another such file, ``"none"`` none; left None, the defaults apply
-    when :meth:`install_block_hooks` sees the toy model's architecture.
+    when :meth:`install_block_hooks` sees the toy model's architecture. ``encode``: text -> the pipeline's text
+    embeddings (L, C) of that prompt, needed by ``eos: edited``.
     """
 
     def __init__(self, recipe: Recipe, words: dict[str, list[int]], run_dir: str | Path | None = None, *,
                  prompt: str | None = None, tokenizer=None,
                  resolve: Callable[[list[str]], dict[str, list[int]]] | None = None,
-                 model: str | Path | None = None) -> None:
+                 model: str | Path | None = None,
+                 encode: Callable[[str], torch.Tensor] | None = None) -> None:
         self.recipe = recipe
         self.words = {label: list(tokens) for label, tokens in words.items()}
         self.targets = TargetResolver(self.words, prompt=prompt, tokenizer=tokenizer, resolve=resolve)
         self._eos = self.targets.eos()
         self.model = model
         self.defaults_applied: str | None = None
-        live = [(i, b) for i, b in enumerate(recipe.bends) if not b.is_identity()]
+        # an edited end-of-sequence token changes the context even when the op itself is an identity
+        live = [(i, b) for i, b in enumerate(recipe.bends) if not b.is_identity() or getattr(b, "edited_eos", False)]
         self._tokens: dict[int, list[int]] = {}
         self.swaps: dict[int, SwapSource] = {}
         for i, bend in live:
@@ -97,6 +100,9 @@ class Bender:
         self._columns: dict[tuple[int, int, int, str], torch.Tensor] = {}
         # (layer, expert, branch) -> the regions and moves a latent translate hands to its block's output hook
         self._moves: dict[tuple[int, str, str], list[tuple[torch.Tensor, float, float]]] = {}
+        self.encode = encode
+        self._text_embedders: dict[str, torch.nn.Module] = {}  # expert -> its text projection (eos: edited)
+        self._edited: dict[tuple[int, str, str], torch.Tensor] = {}  # (bend, expert, device) -> projected EOS row
         if model is not None and str(model) != "none":
             self._use_defaults(str(model))
 
@@ -114,7 +120,9 @@ class Bender:
                            if isinstance(b, HeadBend) or (b.target, b.op) == ("layer", "skip_cross_attention")]
         self.block_bends = [(i, b) for i, b in live
                             if isinstance(b, ActivationBend) or (b.target, b.op) == ("layer", "skip_block")]
+        self.edited_bends = [(i, b) for i, b in attention if b.edited_eos]
         self.call_bends = self.logit_bends + self.map_bends + self.head_bends
+        self.call_bends += [(i, b) for i, b in self.edited_bends if (i, b) not in self.call_bends]
 
     def _use_defaults(self, model: str) -> None:
         """Bends that left steps/layers unset take the model's measured per-op defaults."""
@@ -140,7 +148,7 @@ class Bender:
         key = (index, prompt_tokens, keys, str(device))
         if key not in self._columns:
             cols = list(self._tokens[index])
-            if bend.with_eos:
+            if bend.with_eos or self._nothing_left(bend):
                 eos = self.eos_column(index, bend, call)
                 if eos not in cols:
                     cols.append(eos)
@@ -159,6 +167,47 @@ class Bender:
             raise BendRecipeError(f"{_where(index, bend)}: the end-of-sequence token is unknown (the call "
                                   "does not say how many real tokens the prompt has)")
         return eos
+
+    def edited_prompt(self, bend: Bend) -> str:
+        """The prompt an ``eos: edited`` bend takes its end-of-sequence token from."""
+        if bend.eos_prompt is not None:
+            return bend.eos_prompt
+        if self.targets.prompt is None:
+            raise BendRecipeError("eos: edited needs the prompt's text; give eos_prompt")
+        return prompt_without(self.targets.prompt, bend.phrases)
+
+    def _nothing_left(self, bend: Bend) -> bool:
+        """``eos: edited`` on a target that is the whole prompt: its end-of-sequence token summarizes the target
+        alone, so it is bent with the target (as ``eos: true``) instead of taken from an empty prompt, whose
+        end-of-sequence token draws objects of its own."""
+        return bend.edited_eos and not self.edited_prompt(bend).strip()
+
+    def edit_context(self, states: torch.Tensor, call: Call) -> torch.Tensor:
+        """``eos: edited``: the text context (B, L, C) with the end-of-sequence row of the prompt without the
+        target, on the conditional pass (the other pass's text is the negative prompt, which never named it)."""
+        now = [(i, b) for i, b in self._selected(self.edited_bends, call) if not self._nothing_left(b)]
+        if not now or call.branch != "cond":
+            return states
+        states = states.clone()
+        for i, bend in now:
+            states[:, self.eos_column(i, bend, call)] = self._edited_row(i, bend, call.expert, states)
+        return states
+
+    def _edited_row(self, index: int, bend: Bend, expert: str, states: torch.Tensor) -> torch.Tensor:
+        key = (index, expert, str(states.device))
+        if key not in self._edited:
+            if self.encode is None or self.targets.tokenizer is None or expert not in self._text_embedders:
+                raise BendRecipeError(f"{_where(index, bend)}: eos: edited needs the pipeline's text encoder; "
+                                      "apply the recipe through attnscope.trace or attnscope.generate")
+            text = self.edited_prompt(bend)
+            raw = self.encode(text)  # (L, C_text), zero-padded like the prompt's own
+            eos = len(self.targets.tokenizer(text, add_special_tokens=True)["input_ids"]) - 1
+            embedder = self._text_embedders[expert]
+            weight = next(embedder.parameters())
+            # the whole context through the projection, as the transformer does it, then its EOS row
+            projected = embedder(raw.unsqueeze(0).to(device=weight.device, dtype=weight.dtype))[0]
+            self._edited[key] = projected[eos].to(device=states.device, dtype=states.dtype)
+        return self._edited[key]
 
     @property
     def cluster_files(self) -> list[str]:
@@ -291,7 +340,9 @@ class Bender:
         if self.model is None and any(is_toy_transformer(t) for t in transformers.values()):
             self._use_defaults("toy")
         handles: list[Any] = []
-        for transformer in transformers.values():
+        for expert, transformer in transformers.items():
+            if self.edited_bends:
+                self._text_embedders[expert] = transformer.condition_embedder.text_embedder
             blocks = transformer.blocks
             for i, bend in self.call_bends + self.block_bends:
                 if bend.layers is not None and max(bend.layers) >= len(blocks):

@@ -74,7 +74,8 @@ def _merge(paths: list[Path], out: Path) -> None:
                 by_seed[case["seed"]] = CaseResult(**case)
     results = [by_seed[k] for k in sorted(by_seed)]
     settings = {**reports[0]["settings"], "prompts": len(results), "start": 0, "cases_done": len(results),
-                "merged_from": [str(p) for p in paths], "devices": sorted({r["settings"]["device"] for r in reports}),
+                "merged_from": [str(p) for p in paths],
+                "devices": sorted({d for r in reports for d in r["settings"].get("devices", [r["settings"]["device"]])}),
                 "seconds": round(sum(r["settings"].get("seconds", 0) for r in reports), 1)}
     write_json(out / "bend_eval.json", results, settings)
     typer.echo(format_summary(summarize(results)))

@@ -3,7 +3,7 @@
 The toy model's file is ``attnscope/toy/weights/bend_defaults.json``: for each op (``attention.reweight``,
 ``attention.translate``, ...; ``attention.*`` for the other attention ops) the ``steps`` and ``layers`` that made
 the op work on held-out prompts (``attnscope bend-eval``), and for object targets how the end-of-sequence token is
-bent (``eos``: true, false or masked), how a reweight renormalizes, which guidance branch a bend acts on, and
+bent (``eos``: true, false, masked or edited), how a reweight renormalizes, which guidance branch a bend acts on, and
 whether a translate moves the latent too. A bend that leaves ``steps`` (or ``layers``, ``eos``, ``renormalize``,
 ``branch``, ``latent``) unset takes the default; one that names them, ``steps: [0.0, 1.0]`` for the whole
 schedule, keeps its own.

@@ -87,8 +87,8 @@ class Bend(Strict):
 
     def params(self) -> dict[str, Any]:
         """The op's own parameters (not selection, not bookkeeping)."""
-        skip = set(Bend.model_fields) | {"word", "object", "eos", "padding", "heads", "renormalize", "channels",
-                                         "ramp", "latent"}
+        skip = set(Bend.model_fields) | {"word", "object", "eos", "eos_prompt", "padding", "heads", "renormalize",
+                                         "channels", "ramp", "latent"}
         return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
 
     def params_at(self, step: int, num_steps: int) -> dict[str, Any]:
@@ -116,11 +116,16 @@ class _Target(Strict):
     ``eos: masked`` bends only the object's share of the end-of-sequence token: its column weighted, per head and
     frame, by the object's own map relative to that map's peak. The end-of-sequence token covers every object of
     the prompt, so bending all of it also bends the objects the recipe did not name.
+    ``eos: edited`` leaves the end-of-sequence column's weight alone and gives it the key and value of the
+    end-of-sequence token of the prompt without the target (``eos_prompt``; by default the prompt with the target's
+    words taken out), on the conditional pass: the other objects keep their summary, the target loses its. When
+    nothing is left of the prompt, the end-of-sequence token is the target's alone and is bent with it.
     """
 
     word: Annotated[Any, BeforeValidator(word_target)] = None
     object: Annotated[Any, BeforeValidator(word_target)] = None
-    eos: bool | Literal["masked"] | None = None  # default: True for an object, False for a word
+    eos: bool | Literal["masked", "edited"] | None = None  # default: True for an object, False for a word
+    eos_prompt: str | None = None  # eos: edited: the prompt whose end-of-sequence token replaces this one's
     padding: bool = False
     heads: Indices = None
 
@@ -140,6 +145,9 @@ class _Target(Strict):
                              "'object' (a phrase, bent with the end-of-sequence token)")
         if self.word is not None and self.object is not None:
             raise ValueError("give 'word' or 'object', not both")
+        if self.eos_prompt is not None and self.eos != "edited":
+            raise ValueError("eos_prompt is the prompt an edited end-of-sequence token comes from; it needs "
+                             "eos: edited")
         return self
 
     @property
@@ -157,6 +165,11 @@ class _Target(Strict):
     def masked_eos(self) -> bool:
         """Is the object's share of the end-of-sequence column bent (``eos: masked``)?"""
         return self.eos == "masked"
+
+    @property
+    def edited_eos(self) -> bool:
+        """Does the end-of-sequence token come from the prompt without the target (``eos: edited``)?"""
+        return self.eos == "edited"
 
     @property
     def described(self) -> str:

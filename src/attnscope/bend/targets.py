@@ -18,15 +18,44 @@ from collections.abc import Callable
 from ..errors import AttnscopeError
 from .recipe import BendRecipeError
 
-__all__ = ["TargetResolver", "split_label"]
+__all__ = ["TargetResolver", "prompt_without", "split_label"]
 
 _LABEL = re.compile(r"^(.*\S)\s+\((\d+)\)$")
+_CONNECTORS = {"and", "or", "with", ","}
 
 
 def split_label(label: str) -> tuple[str, int]:
     """``"cat (2)"`` -> ("cat", 2); ``"red circle"`` -> ("red circle", 1)."""
     m = _LABEL.match(label)
     return (m.group(1), int(m.group(2))) if m else (label, 1)
+
+
+def prompt_without(prompt: str, phrases: list[str]) -> str:
+    """The prompt with each phrase's text taken out (``cat (2)``: the second ``cat``) and the connectors left
+    dangling by it dropped: "a red circle and a green square" without "a red circle" -> "a green square".
+
+    Raises BendRecipeError when a phrase is not in the prompt's text (then give ``eos_prompt`` yourself).
+    """
+    text = prompt
+    for name in phrases:
+        base, occurrence = split_label(name)
+        found = list(re.finditer(rf"(?<!\w){re.escape(base)}(?!\w)", text, flags=re.IGNORECASE))
+        if len(found) < occurrence:
+            raise BendRecipeError(f"eos: edited: {name!r} is not in the prompt's text {prompt!r}; give the prompt "
+                                  "without it as eos_prompt")
+        hit = found[occurrence - 1]
+        text = text[:hit.start()] + " " + text[hit.end():]
+    words = re.sub(r"\s*,\s*", " , ", text).split()
+    kept: list[str] = []
+    for word in words:
+        if word.lower() in _CONNECTORS and (not kept or kept[-1].lower() in _CONNECTORS):
+            if kept:
+                kept[-1] = word  # ", and" -> "and": the later connector joins what is left
+            continue
+        kept.append(word)
+    while kept and kept[-1].lower() in _CONNECTORS:
+        kept.pop()
+    return " ".join(kept).replace(" , ", ", ")
 
 
 class TargetResolver:

@@ -81,6 +81,7 @@ class AttnscopeProcessor:
         if attn.add_k_proj is not None:
             n_img = encoder_hidden_states.shape[1] - TEXT_CONTEXT
             context_img, encoder_hidden_states = encoder_hidden_states[:, :n_img], encoder_hidden_states[:, n_img:]
+        encoder_hidden_states = bender.edit_context(encoder_hidden_states, call)
         query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))  # [B, S, H, D]
         key = attn.norm_k(attn.to_k(encoder_hidden_states)).unflatten(2, (attn.heads, -1))  # [B, L, H, D]
         value = attn.to_v(encoder_hidden_states).unflatten(2, (attn.heads, -1))  # [B, L, H, D]
