@@ -40,6 +40,14 @@ def test_e2e_bench_tiny_pipeline_identical():
     assert set(result["ratios"]) == {"attnscope", "attnscope_self_prop"}
     pairs = [a / b - 1 for a, b in zip(result["raw_s"]["attnscope"], result["raw_s"]["stock"], strict=True)]
     assert result["paired_ratios"]["attnscope"] == pytest.approx(sorted(pairs)[len(pairs) // 2])
+    # CPU by thread: the main thread runs the pipeline in every mode; the writer thread, gone by the end of its
+    # run, is part of the "ended threads", and its own CPU time is counted, per task
+    for per_repeat in result["thread_cpu_s"].values():
+        assert per_repeat[0]["MainThread"] > 0.1
+    writer_cpu = result["writer_cpu_s"]["attnscope"][0]
+    assert writer_cpu > 0 and "_do_step" in result["writer_cpu_by_task_s"]["attnscope"][0]
+    assert sum(result["writer_cpu_by_task_s"]["attnscope"][0].values()) == pytest.approx(writer_cpu, abs=0.01)
+    assert result["thread_cpu_s"]["attnscope"][0].get("ended threads", 0.0) >= writer_cpu - 0.03
 
 
 def test_paired_ratio_is_the_median_of_each_repeat_against_its_neighbour():

@@ -71,6 +71,9 @@ def e2e_command(
                          f"{result['paired_cpu_ratios'][m] * 100:+.1f} % CPU; store "
                          f"{result['store_bytes'].get(m, 0) / 1e6:.1f} MB)" for m in result["ratios"])
     typer.echo(f"{model}: stock {med['stock']:.3f} s, {captures}, identical: {result['output_identical']}")
+    for mode, repeats_ in result["thread_cpu_s"].items():  # where the CPU time went, the last repeat's
+        top = ", ".join(f"{name} {sec:.2f}" for name, sec in list(repeats_[-1].items())[:6])
+        typer.echo(f"  CPU s by thread, {mode}: {top}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=1))
 

@@ -8,9 +8,11 @@ at the latents (the VAE decode is the same with and without capture).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +35,40 @@ def _cpu_seconds() -> float:
     """CPU time of this process (all threads) and of its reaped children."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
+
+
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds of each live thread of this process (Linux /proc), by native id: (name, seconds).
+
+    Python threads are named as ``threading`` names them (a pool's numbered workers as one name); the others
+    (blosc, OpenMP, the CUDA driver) by their kernel name.
+    """
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: re.sub(r"_\d+$", "", t.name) for t in threading.enumerate()}
+    out = {}
+    for task in tasks.iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended while we looked
+            continue
+        tid = int(task.name)
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[tid] = (names.get(tid, f"native:{comm}"), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _thread_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                  total: float) -> dict[str, float]:
+    """CPU seconds per thread name over one generation; threads that ended in it are "ended threads"."""
+    by_name: dict[str, float] = {}
+    for tid, (name, seconds) in after.items():
+        by_name[name] = by_name.get(name, 0.0) + seconds - before.get(tid, (name, 0.0))[1]
+    by_name["ended threads"] = total - sum(by_name.values())
+    return {k: round(v, 3) for k, v in sorted(by_name.items(), key=lambda kv: -kv[1]) if abs(v) >= 0.005}
 
 
 def _paired(mode: list[float], stock: list[float]) -> float:
@@ -96,6 +132,9 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
     outputs = {}
     store_bytes: dict[str, int] = {}
     writer_busy: dict[str, list[float]] = {mode: [] for mode in captures}
+    writer_cpu: dict[str, list[float]] = {mode: [] for mode in captures}
+    writer_tasks: dict[str, list[dict[str, float]]] = {mode: [] for mode in captures}
+    threads: dict[str, list[dict[str, float]]] = {mode: [] for mode in times}  # CPU per thread name, per repeat
     for i in range(repeats + 1):
         # the order alternates from one repeat to the next, so a drift of the machine (or a cost left behind by
         # the run before) falls on every mode alike
@@ -103,7 +142,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             generator = torch.Generator(device=device).manual_seed(0)
             store = root / f"run{i}"
             _sync(device)
-            t0, c0 = time.perf_counter(), _cpu_seconds()
+            t0, c0, th0 = time.perf_counter(), _cpu_seconds(), _thread_cpu()
             if mode == "stock":
                 out = pipe(generator=generator, **kwargs).frames
             else:
@@ -120,8 +159,11 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             if i > 0:
                 times[mode].append(dt)
                 cpu[mode].append(dc)
+                threads[mode].append(_thread_delta(th0, _thread_cpu(), dc))
                 if mode != "stock" and used is not None:
                     writer_busy[mode].append(used.busy_seconds)
+                    writer_cpu[mode].append(used.cpu_seconds)
+                    writer_tasks[mode].append({k: round(v, 3) for k, v in used.cpu_by_task.items()})
             outputs[mode] = out
             if (store / "maps.zarr").exists():
                 store_bytes[mode] = sum(p.stat().st_size for p in (store / "maps.zarr").rglob("*") if p.is_file())
@@ -142,4 +184,6 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
             "paired_cpu_ratios": {m: _paired(cpu[m], cpu["stock"]) for m in captures},
             "self_prop_steps": self_prop_steps, "store_bytes_on_disk": store_bytes.get(first, 0),
             "store_bytes": store_bytes,
-            "writer_busy_s": writer_busy, "output_identical": identical}
+            "writer_busy_s": writer_busy, "writer_cpu_s": writer_cpu, "writer_cpu_by_task_s": writer_tasks,
+            "thread_cpu_s": threads,
+            "output_identical": identical}

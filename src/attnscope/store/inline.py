@@ -9,6 +9,7 @@ selectable for captures (``writer="inline"``), where a benchmark found it no che
 from __future__ import annotations
 
 import os
+import time
 
 from .writer import RunWriter
 
@@ -30,17 +31,22 @@ class InlineRunWriter(RunWriter):
 
     def _run(self, fn, args) -> None:
         self._check()
+        c0 = time.thread_time()
         try:
             fn(*args)
         except Exception as exc:
             self._error = exc
             raise RuntimeError(f"writing {self.path} failed") from exc
+        finally:
+            self._account(fn.__name__, time.thread_time() - c0)
 
     def flush(self) -> None:
         self._check()
 
     def close(self, complete: bool) -> None:
+        c0 = time.thread_time()
         self._do_close(bool(complete))  # after an error: leaves the run marked incomplete
+        self._account("_do_close", time.thread_time() - c0)
         self._check()
 
 
