@@ -81,11 +81,16 @@ def test_two_clicks_on_the_frame_set_the_mask_box(tmp_path):
     assert corner is None and box == [0.25, 0.2, 0.75, 0.8]
 
 
-def test_an_objects_eos_is_a_choice_of_auto_true_false_or_masked():
-    (eos,) = [p for p in bf.op_params("attention", "reweight") if p.name == "eos"]
-    assert eos.kind == "choice" and eos.choices == ("auto", True, False, "masked")
+def test_an_objects_eos_is_a_choice_of_auto_true_false_masked_or_edited():
+    params = {p.name: p for p in bf.op_params("attention", "reweight")}
+    eos = params["eos"]
+    assert eos.kind == "choice" and eos.choices == ("auto", True, False, "masked", "edited")
     values = {**form_values("attention", "reweight"), eos.key: "masked"}
     bend = bf.build_bend("attention · reweight", "red circle", True, "", "", 0.0, 1.0, bf.DEFAULT_BRANCH, values)
     assert bend["eos"] == "masked" and bend["object"] == "red circle"
+    values = {**form_values("attention", "reweight"), eos.key: "edited",
+              params["eos_prompt"].key: "a green square moving left"}
+    bend = bf.build_bend("attention · reweight", "red circle", True, "", "", 0.0, 1.0, bf.DEFAULT_BRANCH, values)
+    assert (bend["eos"], bend["eos_prompt"]) == ("edited", "a green square moving left")
     assert "eos" not in bf.build_bend("attention · reweight", "red circle", True, "", "", 0.0, 1.0,
                                       bf.DEFAULT_BRANCH, form_values("attention", "reweight"))
