@@ -40,6 +40,12 @@ variants = {
     "sp^2": lambda c: c["sp"].mean(("step", "layer")).values ** 2,
     "sp-late": lambda c: c["sp"].isel(step=slice(nsteps // 2, None)).mean(("step", "layer")).values,
     "sp-early": lambda c: c["sp"].isel(step=slice(0, nsteps // 2)).mean(("step", "layer")).values,
+    # fewer self-prop steps, for a cheaper capture (issue 14): the last 40 / 30 / 25 % of the steps, and every
+    # second step of the late half
+    "sp-last40": lambda c: c["sp"].isel(step=slice(round(nsteps * 0.6), None)).mean(("step", "layer")).values,
+    "sp-last30": lambda c: c["sp"].isel(step=slice(round(nsteps * 0.7), None)).mean(("step", "layer")).values,
+    "sp-last25": lambda c: c["sp"].isel(step=slice(round(nsteps * 0.75), None)).mean(("step", "layer")).values,
+    "sp-late-odd": lambda c: c["sp"].isel(step=slice(nsteps // 2 + 1, None, 2)).mean(("step", "layer")).values,
 }
 for li in layers:
     variants[f"sp-L{li}"] = lambda c, li=li: c["sp"].sel(layer=li).mean("step").values
