@@ -291,7 +291,8 @@ def test_edited_eos_is_the_edited_prompts_eos_on_the_cond_pass(tiny_pipes, tmp_p
     """eos: edited == the same suppress with the cond prompt's EOS embedding replaced by the edited prompt's."""
     pipe = tiny_pipes["t2v"]
     suppress = {"target": "attention", "op": "reweight", "object": "a red cat", "scale": 0.0, "branch": "cond"}
-    edited, _ = _run(pipe, tmp_path / "edited", PROMPT_E, bends=[{**suppress, "eos": "edited"}])
+    edited, run = _run(pipe, tmp_path / "edited", PROMPT_E, bends=[{**suppress, "eos": "edited"}])
+    assert run.meta["bends"][0]["eos_prompt"] == "a soccer ball"  # the prompt its EOS came from, recorded
     plain, _ = _run(pipe, tmp_path / "plain", PROMPT_E, bends=[{**suppress, "eos": False}])
 
     tok = pipe.tokenizer

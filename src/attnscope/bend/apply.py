@@ -137,10 +137,14 @@ class Bender:
         self.defaults_applied = model
 
     def applied(self) -> list[dict[str, Any]]:
-        """The recipe as it acts (measured defaults filled in), as dicts like ``Recipe.to_json``; identities are
-        kept as written (they never act)."""
+        """The recipe as it acts (measured defaults filled in, an edited EOS's prompt named), as dicts like
+        ``Recipe.to_json``; identities are kept as written (they never act)."""
         acting = dict(self.live)
-        return [(acting.get(i, b)).model_dump(mode="json") for i, b in enumerate(self.recipe.bends)]
+        out = [(acting.get(i, b)).model_dump(mode="json") for i, b in enumerate(self.recipe.bends)]
+        for i, bend in acting.items():  # an edited EOS names the prompt it came from
+            if getattr(bend, "edited_eos", False) and bend.eos_prompt is None and self.targets.prompt is not None:
+                out[i]["eos_prompt"] = self.edited_prompt(bend)
+        return out
 
     def columns(self, index: int, bend: Bend, call: Call, keys: int, device: torch.device) -> torch.Tensor:
         """The text columns a target bends in this call: its tokens, then EOS and the padding sink if asked."""
