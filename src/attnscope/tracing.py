@@ -167,7 +167,7 @@ class Trace(AbstractContextManager):
         try:
             embeds, _ = self.pipe.encode_prompt(prompt=text, do_classifier_free_guidance=False,
                                                 num_videos_per_prompt=1, max_sequence_length=TEXT_CONTEXT,
-                                                device=self.pipe._execution_device)
+                                                device=self.pipe.device)
         finally:
             self._own_encode = False
         return embeds[0]

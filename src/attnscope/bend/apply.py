@@ -32,7 +32,7 @@ from .recipe import (
 )
 from .reweight import object_share, reweight_masked, reweight_post
 from .swap import SwapSource
-from .targets import TargetResolver, prompt_without
+from .targets import TargetResolver, eos_row, prompt_without
 
 __all__ = ["Bender", "object_share"]  # object_share: re-exported from .reweight
 
@@ -85,7 +85,6 @@ class Bender:
         self._eos = self.targets.eos()
         self.model = model
         self.defaults_applied: str | None = None
-        # an edited end-of-sequence token changes the context even when the op itself is an identity
         live = [(i, b) for i, b in enumerate(recipe.bends) if not b.is_identity() or getattr(b, "edited_eos", False)]
         self._tokens: dict[int, list[int]] = {}
         self.swaps: dict[int, SwapSource] = {}
@@ -101,8 +100,8 @@ class Bender:
         # (layer, expert, branch) -> the regions and moves a latent translate hands to its block's output hook
         self._moves: dict[tuple[int, str, str], list[tuple[torch.Tensor, float, float]]] = {}
         self.encode = encode
-        self._text_embedders: dict[str, torch.nn.Module] = {}  # expert -> its text projection (eos: edited)
-        self._edited: dict[tuple[int, str, str], torch.Tensor] = {}  # (bend, expert, device) -> projected EOS row
+        self._text_embedders: dict[str, torch.nn.Module] = {}  # expert -> text projection; (bend, expert, device)
+        self._edited: dict[tuple[int, str, str], torch.Tensor] = {}  # -> the projected edited EOS row
         if model is not None and str(model) != "none":
             self._use_defaults(str(model))
 
@@ -174,21 +173,17 @@ class Bender:
 
     def edited_prompt(self, bend: Bend) -> str:
         """The prompt an ``eos: edited`` bend takes its end-of-sequence token from."""
-        if bend.eos_prompt is not None:
-            return bend.eos_prompt
-        if self.targets.prompt is None:
-            raise BendRecipeError("eos: edited needs the prompt's text; give eos_prompt")
+        if bend.eos_prompt is not None or self.targets.prompt is None:
+            return bend.eos_prompt or ""  # no prompt text (a bare Bender): nothing to take words out of
         return prompt_without(self.targets.prompt, bend.phrases)
 
     def _nothing_left(self, bend: Bend) -> bool:
-        """``eos: edited`` on a target that is the whole prompt: its end-of-sequence token summarizes the target
-        alone, so it is bent with the target (as ``eos: true``) instead of taken from an empty prompt, whose
-        end-of-sequence token draws objects of its own."""
+        """``eos: edited`` on a whole-prompt target: its EOS is the target's alone, bent with it (as ``eos: true``)."""
         return bend.edited_eos and not self.edited_prompt(bend).strip()
 
     def edit_context(self, states: torch.Tensor, call: Call) -> torch.Tensor:
-        """``eos: edited``: the text context (B, L, C) with the end-of-sequence row of the prompt without the
-        target, on the conditional pass (the other pass's text is the negative prompt, which never named it)."""
+        """``eos: edited``: the text context (B, L, C) with the EOS row of the prompt without the target, on the
+        conditional pass (the other pass's text is the negative prompt)."""
         now = [(i, b) for i, b in self._selected(self.edited_bends, call) if not self._nothing_left(b)]
         if not now or call.branch != "cond":
             return states
@@ -203,14 +198,8 @@ class Bender:
             if self.encode is None or self.targets.tokenizer is None or expert not in self._text_embedders:
                 raise BendRecipeError(f"{_where(index, bend)}: eos: edited needs the pipeline's text encoder; "
                                       "apply the recipe through attnscope.trace or attnscope.generate")
-            text = self.edited_prompt(bend)
-            raw = self.encode(text)  # (L, C_text), zero-padded like the prompt's own
-            eos = len(self.targets.tokenizer(text, add_special_tokens=True)["input_ids"]) - 1
-            embedder = self._text_embedders[expert]
-            weight = next(embedder.parameters())
-            # the whole context through the projection, as the transformer does it, then its EOS row
-            projected = embedder(raw.unsqueeze(0).to(device=weight.device, dtype=weight.dtype))[0]
-            self._edited[key] = projected[eos].to(device=states.device, dtype=states.dtype)
+            row = eos_row(self.edited_prompt(bend), self.encode, self.targets.tokenizer, self._text_embedders[expert])
+            self._edited[key] = row.to(device=states.device, dtype=states.dtype)
         return self._edited[key]
 
     @property

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ..errors import AttnscopeError
 from .recipe import BendRecipeError
 
-__all__ = ["TargetResolver", "prompt_without", "split_label"]
+__all__ = ["TargetResolver", "eos_row", "prompt_without", "split_label"]
 
 _LABEL = re.compile(r"^(.*\S)\s+\((\d+)\)$")
 _CONNECTORS = {"and", "or", "with", ","}
@@ -56,6 +56,15 @@ def prompt_without(prompt: str, phrases: list[str]) -> str:
     while kept and kept[-1].lower() in _CONNECTORS:
         kept.pop()
     return " ".join(kept).replace(" , ", ", ")
+
+
+def eos_row(text: str, encode: Callable, tokenizer, embedder):
+    """The end-of-sequence row of ``text``'s context as the transformer's text projection gives it: the whole
+    encoded context through ``embedder``, as the transformer does it, then its EOS row."""
+    raw = encode(text)  # (L, C_text), zero-padded like the prompt's own
+    eos = len(tokenizer(text, add_special_tokens=True)["input_ids"]) - 1
+    weight = next(embedder.parameters())
+    return embedder(raw.unsqueeze(0).to(device=weight.device, dtype=weight.dtype))[0][eos]
 
 
 class TargetResolver:
