@@ -100,8 +100,8 @@ class Bender:
         # (layer, expert, branch) -> the regions and moves a latent translate hands to its block's output hook
         self._moves: dict[tuple[int, str, str], list[tuple[torch.Tensor, float, float]]] = {}
         self.encode = encode
-        self._text_embedders: dict[str, torch.nn.Module] = {}  # expert -> text projection; (bend, expert, device)
-        self._edited: dict[tuple[int, str, str], torch.Tensor] = {}  # -> the projected edited EOS row
+        self._text_embedders: dict[str, torch.nn.Module] = {}  # expert -> its text projection (eos: edited)
+        self._edited: dict[tuple[int, str, str], torch.Tensor] = {}  # (bend, expert, device) -> edited EOS row
         if model is not None and str(model) != "none":
             self._use_defaults(str(model))
 
@@ -119,9 +119,11 @@ class Bender:
                            if isinstance(b, HeadBend) or (b.target, b.op) == ("layer", "skip_cross_attention")]
         self.block_bends = [(i, b) for i, b in live
                             if isinstance(b, ActivationBend) or (b.target, b.op) == ("layer", "skip_block")]
-        self.edited_bends = [(i, b) for i, b in attention if b.edited_eos]
+        # eos: edited, once per bend (a phrase missing from the prompt's text fails here, before any step runs);
+        # a whole-prompt target leaves nothing: its EOS is bent with it instead (as eos: true)
+        self.edited_text = {i: self.edited_prompt(b) for i, b in attention if b.edited_eos}
+        self.edited_bends = [(i, b) for i, b in attention if self.edited_text.get(i, "").strip()]
         self.call_bends = self.logit_bends + self.map_bends + self.head_bends
-        self.call_bends += [(i, b) for i, b in self.edited_bends if (i, b) not in self.call_bends]
 
     def _use_defaults(self, model: str) -> None:
         """Bends that left steps/layers unset take the model's measured per-op defaults."""
@@ -140,9 +142,8 @@ class Bender:
         ``Recipe.to_json``; identities are kept as written (they never act)."""
         acting = dict(self.live)
         out = [(acting.get(i, b)).model_dump(mode="json") for i, b in enumerate(self.recipe.bends)]
-        for i, bend in acting.items():  # an edited EOS names the prompt it came from
-            if getattr(bend, "edited_eos", False) and bend.eos_prompt is None and self.targets.prompt is not None:
-                out[i]["eos_prompt"] = self.edited_prompt(bend)
+        for i, text in self.edited_text.items():  # an edited EOS names the prompt it came from
+            out[i]["eos_prompt"] = text
         return out
 
     def columns(self, index: int, bend: Bend, call: Call, keys: int, device: torch.device) -> torch.Tensor:
@@ -151,7 +152,7 @@ class Bender:
         key = (index, prompt_tokens, keys, str(device))
         if key not in self._columns:
             cols = list(self._tokens[index])
-            if bend.with_eos or self._nothing_left(bend):
+            if bend.with_eos or (index in self.edited_text and not self.edited_text[index].strip()):
                 eos = self.eos_column(index, bend, call)
                 if eos not in cols:
                     cols.append(eos)
@@ -177,14 +178,10 @@ class Bender:
             return bend.eos_prompt or ""  # no prompt text (a bare Bender): nothing to take words out of
         return prompt_without(self.targets.prompt, bend.phrases)
 
-    def _nothing_left(self, bend: Bend) -> bool:
-        """``eos: edited`` on a whole-prompt target: its EOS is the target's alone, bent with it (as ``eos: true``)."""
-        return bend.edited_eos and not self.edited_prompt(bend).strip()
-
     def edit_context(self, states: torch.Tensor, call: Call) -> torch.Tensor:
         """``eos: edited``: the text context (B, L, C) with the EOS row of the prompt without the target, on the
         conditional pass (the other pass's text is the negative prompt)."""
-        now = [(i, b) for i, b in self._selected(self.edited_bends, call) if not self._nothing_left(b)]
+        now = self._selected(self.edited_bends, call)
         if not now or call.branch != "cond":
             return states
         states = states.clone()
@@ -198,7 +195,7 @@ class Bender:
             if self.encode is None or self.targets.tokenizer is None or expert not in self._text_embedders:
                 raise BendRecipeError(f"{_where(index, bend)}: eos: edited needs the pipeline's text encoder; "
                                       "apply the recipe through attnscope.trace or attnscope.generate")
-            row = eos_row(self.edited_prompt(bend), self.encode, self.targets.tokenizer, self._text_embedders[expert])
+            row = eos_row(self.edited_text[index], self.encode, self.targets.tokenizer, self._text_embedders[expert])
             self._edited[key] = row.to(device=states.device, dtype=states.dtype)
         return self._edited[key]
 
