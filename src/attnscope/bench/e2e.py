@@ -32,16 +32,21 @@ def _sync(device) -> None:
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process (all threads) and of its reaped children."""
+    """CPU time of this process (all threads, ended ones too) and of its reaped children.
+
+    The process clock is the scheduler's own nanosecond count, the same one ``_thread_cpu`` reads per thread,
+    so the ended threads' share (their difference) is exact rather than a difference of tick samples.
+    """
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return time.process_time() + t.children_user + t.children_system
 
 
 def _thread_cpu() -> dict[int, tuple[str, float]]:
     """CPU seconds of each live thread of this process (Linux /proc), by native id: (name, seconds).
 
     Python threads are named as ``threading`` names them (a pool's numbered workers as one name); the others
-    (blosc, OpenMP, the CUDA driver) by their kernel name.
+    (blosc, OpenMP, the CUDA driver) by their kernel name. The seconds are the scheduler's run time
+    (``schedstat``, nanoseconds) where the kernel has it, else the tick-sampled user + system time.
     """
     tasks = Path("/proc/self/task")
     if not tasks.is_dir():
@@ -52,13 +57,22 @@ def _thread_cpu() -> dict[int, tuple[str, float]]:
     for task in tasks.iterdir():
         try:
             stat = (task / "stat").read_text()
+            sched = (task / "schedstat").read_text().split() if (task / "schedstat").exists() else None
         except OSError:  # the thread ended while we looked
             continue
         tid = int(task.name)
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
-        out[tid] = (names.get(tid, f"native:{comm}"), (int(fields[11]) + int(fields[12])) / tick)
+        seconds = int(sched[0]) / 1e9 if sched else (int(fields[11]) + int(fields[12])) / tick
+        out[tid] = (names.get(tid, f"native:{comm}"), seconds)
     return out
+
+
+def _wait_exit(native_id: int | None, timeout: float = 2.0) -> None:
+    """Wait until a joined thread is gone from ``/proc`` (its CPU time then counts as an ended thread's)."""
+    deadline = time.perf_counter() + timeout
+    while native_id is not None and Path(f"/proc/self/task/{native_id}").exists() and time.perf_counter() < deadline:
+        time.sleep(0.001)
 
 
 def _thread_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
@@ -157,6 +171,8 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
                     used = tr.writer
             _sync(device)
             dt, dc = time.perf_counter() - t0, _cpu_seconds() - c0
+            if mode != "stock" and used is not None:
+                _wait_exit(used.native_thread_id)
             if i > 0:
                 times[mode].append(dt)
                 cpu[mode].append(dc)

@@ -20,7 +20,8 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import RunExistsError
-from .compact import MAP_DIMS, SCALE, check_precision, precision_meta, quantize, quantized
+from .chunks import ChunkWriter
+from .compact import MAP_DIMS, SCALE, check_precision, precision_meta, quantized
 from .layout import (
     FLOAT32_ARRAYS,
     MAPS_DIMS,
@@ -73,21 +74,6 @@ def summary_words(layers: int, words: int, grid: tuple[int, int, int]) -> int:
     20 KB chunks, whose per-chunk cost the writer would pay on every step)."""
     per_word = layers * grid[0] * grid[1] * grid[2] * 2  # fp16
     return max(1, min(words, SUMMARY_CHUNK_BYTES // per_word))
-
-
-def encode_blocks(blocks: dict[str, np.ndarray], precision: str) -> dict[str, np.ndarray]:
-    """Blocks as stored: under "uint8", float blocks of quantized arrays become codes + ``<name>_scale`` (host
-    quantization; a capture that quantized on its device passes codes and scales, which go through)."""
-    if precision != "uint8":
-        return blocks
-    out = {}
-    for name, block in blocks.items():
-        if quantized(name, precision) and np.issubdtype(block.dtype, np.floating):
-            codes, scale = quantize(block)
-            out[name], out[name + SCALE] = codes.numpy(), scale.numpy()
-        else:
-            out[name] = block
-    return out
 
 
 class RunStore:
@@ -176,23 +162,42 @@ class RunStore:
         for name, (shape, _, _, dtype, fill) in self._summary_specs.items():
             self.arrays[name] = (np.full(shape, fill, dtype) if self._deferred
                                  else self.group[name].with_config(WRITE_CONFIG))
+        self._stacks: dict[tuple, np.ndarray] = {}
+        self._chunk_writers = {name: ChunkWriter(a) for name, a in self.arrays.items() if isinstance(a, zarr.Array)}
 
-    def write_step(self, step: int, positions: list[int], blocks: dict[str, np.ndarray]) -> int:
-        """Write a step's slabs: ``blocks[name]`` stacks the layers at ``positions`` (indices into ``layers``).
+    def write_step(self, step: int, positions: list[int], slabs: dict[str, list[np.ndarray]]) -> int:
+        """Write a step's slabs: ``slabs[name]`` lists them for the layers at ``positions`` (indices into
+        ``layers``), as stored (float16; a compact run's uint8 codes and float32 scales).
 
-        Float blocks of arrays stored compact are quantized here unless the caller passed codes and scales. One
-        zarr call per array when every layer is present (zarr writes the chunks together). Returns the bytes of
-        the blocks as given (the writer's throughput counts what it was handed).
+        An array with one chunk per (step, layer) gets each layer's slab as that chunk, encoded and written past
+        zarr's write path (:mod:`.chunks`) without a copy to stack the layers; the rest (summaries and scales,
+        whose chunks hold every layer) are stacked first. Returns the bytes given (the writer's throughput
+        counts what it was handed).
         """
-        given = sum(block.nbytes for block in blocks.values())
+        given = sum(value.nbytes for values in slabs.values() for value in values)
         full = list(positions) == list(range(len(self.layers)))
-        for name, block in encode_blocks(blocks, self.precision).items():
-            if full:
-                self.arrays[name][step] = block
+        for name, values in slabs.items():
+            writer = self._chunk_writers.get(name)
+            if writer is not None and writer.chunks[1] == 1:
+                for pos, value in zip(positions, values, strict=True):
+                    writer.write((step, pos, *[0] * value.ndim), value[None, None])
+                continue
+            block = self._stack(name, values)
+            if writer is None:  # a small run's summaries, kept in memory
+                self.arrays[name][step, positions] = block
+            elif full:
+                writer.write((step, *[0] * block.ndim), block[None])
             else:
                 for i, pos in enumerate(positions):
-                    self.arrays[name][step, pos] = block[i]
+                    writer.write((step, pos, *[0] * (block.ndim - 1)), block[i][None, None])
         return given
+
+    def _stack(self, name: str, values: list[np.ndarray]) -> np.ndarray:
+        """The layers' slabs stacked into a buffer kept for the next step (no fresh pages per step)."""
+        key = (name, len(values), values[0].shape, values[0].dtype)
+        if key not in self._stacks:
+            self._stacks[key] = np.empty((len(values), *values[0].shape), values[0].dtype)
+        return np.stack(values, out=self._stacks[key])
 
     def write_preview(self, step: int, frames: np.ndarray) -> None:
         if self.previews is None:

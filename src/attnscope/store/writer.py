@@ -152,12 +152,17 @@ class RunWriter:
         self.busy_seconds = 0.0
         self.cpu_seconds = 0.0  # the writing thread's own CPU time, not that of the threads zarr hands work to
         self.cpu_by_task: dict[str, float] = {}  # the same by queued task (_do_step, _do_close, ...)
-        self._stacks: dict[tuple, np.ndarray] = {}  # a step's stacked blocks, reused: no fresh pages per step
         self._start()
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._drain, name="attnscope-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def native_thread_id(self) -> int | None:
+        """The writing thread's OS id (None for the inline writer): the e2e bench waits for that thread to leave
+        ``/proc`` before it reads the threads' CPU times, since ``join`` returns a moment before the OS thread ends."""
+        return self._thread.native_id if self._thread is not None else None
 
     def _run(self, fn, args) -> None:
         """Queue ``fn(*args)`` for the writer (the inline writer runs it at once)."""
@@ -188,18 +193,10 @@ class RunWriter:
         t0 = time.perf_counter()
         positions, slabs = host_step(layers, self.precision)
         if positions:
-            self.bytes_written += self.store.write_step(step, positions,
-                                                        {name: self._stack(name, values) for name, values
-                                                         in slabs.items()})
+            self.bytes_written += self.store.write_step(step, positions, slabs)
         self.busy_seconds += time.perf_counter() - t0
         self._release_host(layers)
         self.store.record_step(host_entry(*entry))
-
-    def _stack(self, name: str, values: list[np.ndarray]) -> np.ndarray:
-        key = (name, len(values), values[0].shape, values[0].dtype)
-        if key not in self._stacks:
-            self._stacks[key] = np.empty((len(values), *values[0].shape), values[0].dtype)
-        return np.stack(values, out=self._stacks[key])
 
     def _do_preview(self, step: int, frames: np.ndarray) -> None:
         self.store.write_preview(step, frames)
