@@ -11,6 +11,7 @@ import pytest
 
 from attnscope import open_run
 from attnscope.app import probe
+from attnscope.app.bend_tab import baseline_settings
 from attnscope.app.gen_tab import GenerateHandlers
 from attnscope.app.handlers import Handlers
 from attnscope.app.probe_pixels import parse_pixel_points
@@ -74,3 +75,5 @@ def test_a_generation_with_probe_points_has_their_rows_in_the_probe_tab(tab):
     centre = ((6 + 0.5) / 8, (2 + 0.5) / 8)  # token (1, 2, 6) as fractions of the frame
     *_, strip, shown, card = probe_tab.frame(job.rel, 4, centre, False, STEPS - 1, "mean")
     assert card == "" and strip is not None and "Where token (1, 2, 6)" in shown
+    # Bend's Apply generates the run again with a recipe: with the same probe points
+    assert baseline_settings(tab.viewer, job.rel).probe == ((4, 40, 100), (0, 127, 0))

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SelectionError
+from .names import slug
 from .options import GenerationOptions
 from .store import Run, open_run, write_meta
 from .video import read_mp4, write_mp4
 
 
 def default_out(prompt: str, seed: int, suffix: str = "") -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "run"
-    return Path("runs") / f"{slug}-s{seed}{suffix}"
+    return Path("runs") / f"{slug(prompt)}-s{seed}{suffix}"
 
 
 def side_by_side(baseline: np.ndarray, bent: np.ndarray) -> np.ndarray:

@@ -30,7 +30,8 @@ DIFF_GAIN = 4  # |bent - baseline| is faint; amplified so small changes show
 
 
 def baseline_settings(viewer: Viewer, rel: str) -> Settings:
-    """The generation that made ``rel`` (its marked prompt, model, seed, steps, size, guidance, capture)."""
+    """The generation that made ``rel`` (its marked prompt, model, seed, steps, size, guidance, capture, and the
+    probe points the Generate tab was given, so the bent run has the same rows to compare)."""
     run = viewer.run(rel)
     meta = run.meta
     if meta.get("bends"):
@@ -45,7 +46,8 @@ def baseline_settings(viewer: Viewer, rel: str) -> Settings:
                     steps=int(meta["num_steps"]), frames=pixel.get("frames"), height=pixel.get("height"),
                     width=pixel.get("width"), guidance=meta.get("guidance_scale"),
                     self_prop=bool(capture.get("self_prop")), value_norm=bool(capture.get("value_norm")),
-                    previews=False, words=tuple(words or ()))
+                    previews=False, words=tuple(words or ()),
+                    probe=tuple(tuple(p) for p in studio.get("probe") or ()))
 
 
 def _videos(viewer: Viewer, base: str, bent: str) -> tuple[np.ndarray, np.ndarray]:

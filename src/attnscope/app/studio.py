@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import names
 from ..capture.spec import ProbePoint
 from ..errors import AttnscopeError
 from ..options import GenerationOptions
@@ -130,8 +130,7 @@ def check(pipe, settings: Settings) -> None:
 
 def slug(text: str, limit: int = 40) -> str:
     """A folder-name-safe short form of a prompt."""
-    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return words[:limit].rstrip("-") or "run"
+    return names.slug(text, limit)
 
 
 class Studio:
@@ -234,9 +233,9 @@ class Studio:
         out = self.root / job.rel
         out.parent.mkdir(parents=True, exist_ok=True)
         # what Bend needs to generate this run again with a recipe (the marked prompt, the extra words, the model
-        # name as typed)
+        # name as typed, the probe points in pixels)
         meta: dict[str, Any] = {"studio": {"job": job.id, "prompt_marked": s.prompt, "words": list(s.words),
-                                           "model": s.model}}
+                                           "model": s.model, "probe": [list(p) for p in s.probe]}}
         if s.baseline:
             meta["baseline"] = os.path.relpath(self.root / s.baseline, out)
         hooks = [t.register_forward_pre_hook(_cancel_hook(job.cancel), with_kwargs=True)

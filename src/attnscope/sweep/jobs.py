@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import names
 from .spec import SweepSpec
 
 HASH_LENGTH = 8
@@ -46,7 +46,7 @@ class Job:
 
 def slug(text: str, length: int = SLUG_LENGTH) -> str:
     """Lower-case letters, digits and dots; everything else becomes one dash."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")[:length].strip("-.") or "x"
+    return names.slug(text, length, keep=".", empty="x")
 
 
 def _number(value: float) -> str:
