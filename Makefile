@@ -27,8 +27,8 @@ chromium:
 	  || echo "chromium could not be installed; the browser test will be skipped"
 
 test: install chromium
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts

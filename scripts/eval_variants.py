@@ -8,10 +8,10 @@ scripts/archive/gpu_eval.sh runs it on an H200; docs/eval/variants_gpu_seed1.jso
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from attnscope.eval import estimators as est
 from attnscope.eval.evaluate import _scores, _summary
 from attnscope.eval.run import collect
 
@@ -59,10 +59,10 @@ for name, fn in variants.items():
     res[name] = {k: summ[k] for k in ("miou", "miou_best_threshold", "best_threshold", "miou_frame",
                                       "miou_frame_best_threshold", "frame_best_threshold", "miou_frame_by_kind",
                                       "miou_by_kind", "n")}
-    sel = [r for r, s in zip(rows, samples) if s.split == "select"]
+    sel = [r for r, s in zip(rows, samples, strict=True) if s.split == "select"]
     res[name]["select_frame_best"] = float(np.max(np.mean([r["curve_frame"] for r in sel], axis=0)))
     print(f"{name:10s} video@0.4 {summ['miou']:.3f} video@best {summ['miou_best_threshold']:.3f} "
           f"frame@best {summ['miou_frame_best_threshold']:.3f} (t={summ['frame_best_threshold']:.2f}) "
           f"select {res[name]['select_frame_best']:.3f} kinds {summ['miou_frame_by_kind']}", flush=True)
 if out:
-    json.dump({"stats": stats, "n_samples": len(samples), "variants": res}, open(out, "w"), indent=1)
+    Path(out).write_text(json.dumps({"stats": stats, "n_samples": len(samples), "variants": res}, indent=1))
