@@ -35,7 +35,7 @@ class ChunkWriter:
         self.array = array
         self.codec = self._blosc(array)
         self.chunks = tuple(array.chunks)
-        self.root = Path(array.store.root) / array.path if isinstance(array.store, LocalStore) else None
+        self.root = Path(array.store.root).resolve() / array.path if isinstance(array.store, LocalStore) else None
         self._made: set[Path] = set()  # chunk folders made so far (a mkdir per chunk costs as much as its write)
 
     @staticmethod
