@@ -1,10 +1,10 @@
-"""Whole chunks written past zarr's write path: the bytes zarr would write, at about half its CPU time.
+"""Whole chunks written past zarr's write path: the bytes zarr would write, for about a third less CPU time.
 
 A capture's slab is exactly one chunk, so none of zarr's chunk assembly is needed, yet ``Array.__setitem__`` still
 pays for it: per chunk a task on its event loop, a fresh chunk buffer, the codec on a pool thread, the store's write
 from another. On the H200 those threads took 12.9 s of CPU for the 3.85 GB of a 20-step Wan2.1-1.3B capture, half
 the whole generation's CPU time again (docs/benchmarks.md, run 9); encoding with the array's own blosc settings and
-writing the file from the writer thread does the same work in about half the CPU time (run 11). The chunk is
+writing the file from the writer thread does the same work for 31 % less CPU time on the CPU box (run 11). The chunk is
 encoded with numcodecs' Blosc (the library zarr's ``BloscCodec`` calls), named by the array's own chunk key
 encoding, and written where the array's ``LocalStore`` keeps it, so zarr reads it back as its own; an array that
 is not that simple (another store, another codec chain, a big-endian host) is written through zarr.
