@@ -27,8 +27,24 @@ gv = gpu["variants"]
 missing = d["objects"] - d["objects_found"]
 missing = ("The detector found every requested object, blue included." if missing == 0 else
            f"{missing} of {d['objects']} requested objects were not found in the videos and are not scored.")
-where = ("all layers and steps" if rec["layers"] is None else
-         f"layers {rec['layers']}, steps {rec['step_fraction'][0]:.2f}–{rec['step_fraction'][1]:.2f} of the schedule")
+span = ("every step" if rec["step_fraction"] == [0.0, 1.0] else
+        f"steps {rec['step_fraction'][0]:.2f}–{rec['step_fraction'][1]:.2f} of the schedule")
+where = f"all layers, {span}" if rec["layers"] is None else f"layers {rec['layers']}, {span}"
+windows = r["step_windows"]["windows"]
+chosen = next(w for w in windows if w["step_fraction"] == rec["step_fraction"]) if rec["layers"] is None else None
+window_rows = "\n".join(
+    f"| {w['step_fraction'][0]:.2f}–1.00 (steps {w['steps'][0]}–{w['steps'][1]}) | {w['selection']:.3f} "
+    f"| {w['miou_frame_best_threshold']:.3f} | {w['threshold']:.2f} |" for w in windows)
+if chosen is None:
+    which = "The recommendation is a layer subset, scored over its own steps."
+else:
+    kept = chosen["steps"][1] - chosen["steps"][0] + 1
+    which = (f"Here the shortest such window is {where.split(', ', 1)[1]} (test split {chosen['miou_frame_best_threshold']:.3f}"
+             f" against {windows[0]['miou_frame_best_threshold']:.3f} for every step; threshold {chosen['threshold']:.2f},"
+             f" chosen for that window on the selection split), so the shipped preset reads those steps and"
+             f" `--self-prop` keeps self-prop there: {kept} of {windows[0]['steps'][1] + 1} steps"
+             f" (`--self-prop-steps all` keeps every step). At Wan2.1-1.3B that costs +9.2 % of a whole 20-step"
+             f" generation (docs/benchmarks.md, run 10).")
 bl = est["best-layers"]
 text = f"""## How faithful are the maps? (`attnscope eval`)
 
@@ -114,6 +130,17 @@ goes to real prompt tokens; the rest lands on Wan's zero padding — yet dividin
 localization ({raw['miou_frame_best_threshold']:.2f} → {est['renorm']['miou_frame_best_threshold']:.2f}),
 because background queries attend almost only to padding, so renormalizing inflates their small word
 probabilities: here the sink scales how much a word is attended more than it moves where.
+
+**Which steps.** The eval also scores `{r['step_windows']['base']}` over late windows of the denoising (all layers;
+`step_windows` in the JSON) and recommends the shortest window whose selection-split score is within 0.005 of
+every step's: self-prop costs about one self-attention per captured layer and step, and a capture keeps it only
+where the recommended view reads, so an equal window is the same picture for less.
+
+| window | selection split | test split | threshold |
+|---|---|---|---|
+{window_rows}
+
+{which}
 
 The recommendation (estimator `{rec['estimator']}`, {where}, normalized per frame) is written by
 `attnscope eval --out DIR` as `DIR/recommended.json`; the copy shipped beside the toy weights makes it the

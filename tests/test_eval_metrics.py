@@ -115,17 +115,21 @@ def test_best_layers_chosen_on_selection_split(tmp_path):
     rec = result["recommended"]
     headline = [e["miou_frame_best_threshold"] for e in result["estimators"].values()]
     assert result["estimators"][rec["estimator"]]["miou_frame_best_threshold"] == max(headline)
-    assert rec["norm"] == "frame" and rec["threshold"] == result["estimators"][rec["estimator"]]["frame_best_threshold"]
-    if rec["estimator"] != "best-layers":  # a subset that did not win is not recommended
-        assert rec["layers"] is None  # every layer, and every step or the late window that scores as well
-        assert rec["step_fraction"] == cheapest_window(result["step_windows"]["windows"])
+    assert rec["norm"] == "frame"
+    if rec["estimator"] == result["step_windows"]["base"]:  # every layer, every step or a late window as good
+        window = cheapest_window(result["step_windows"]["windows"])
+        assert rec["layers"] is None and rec["step_fraction"] == window["step_fraction"]
+        assert rec["threshold"] == window["threshold"]  # chosen for that window, on the selection split
+    else:
+        assert rec["threshold"] == result["estimators"][rec["estimator"]]["frame_best_threshold"]
     windows = result["step_windows"]
     full = result["estimators"][windows["base"]]["miou_frame_best_threshold"]
     assert windows["windows"][0]["step_fraction"] == [0.0, 1.0]
     assert windows["windows"][0]["miou_frame_best_threshold"] == pytest.approx(full)  # every step: the estimator
+    assert windows["windows"][0]["threshold"] == result["estimators"][windows["base"]]["frame_best_threshold"]
     scored = [{"step_fraction": [f, 1.0], "selection": v} for f, v in ((0.0, 0.70), (0.5, 0.698), (0.75, 0.69))]
-    assert cheapest_window(scored) == [0.5, 1.0]  # within 0.005 of every step; the last quarter is not
-    assert cheapest_window(scored[:1]) == [0.0, 1.0]
+    assert cheapest_window(scored)["step_fraction"] == [0.5, 1.0]  # within 0.005 of every step; not the last quarter
+    assert cheapest_window(scored[:1])["step_fraction"] == [0.0, 1.0]
     table = np.array([[0.1, 0.2], [0.9, 0.3]])
     best = choose_best_layers(table, [0, 1], [[0], [1]])
     assert best["layers"] == [1] and best["steps"] == [0]

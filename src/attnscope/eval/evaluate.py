@@ -195,12 +195,13 @@ def step_windows(samples: list[Sample], base: str, every_step: list[dict] | None
         else:
             rows = [_scores(fn(s.run, s.word, steps=steps), s) for s in samples]
         summary = _summary(rows, samples)
-        out.append({"step_fraction": [start, 1.0], "steps": [steps[0], steps[-1]],
-                    "selection": _selection_score(rows, samples)[0], HEADLINE: summary[HEADLINE]})
+        selection, threshold = _selection_score(rows, samples)
+        out.append({"step_fraction": [start, 1.0], "steps": [steps[0], steps[-1]], "selection": selection,
+                    "threshold": threshold, HEADLINE: summary[HEADLINE]})
     return out
 
 
-def cheapest_window(windows: list[dict]) -> list[float]:
+def cheapest_window(windows: list[dict]) -> dict:
     """The shortest late window whose selection-split score is within ``WINDOW_TOLERANCE`` of every step's.
 
     Why: a capture keeps self-prop only at the steps the recommended view reads, so a window that scores as
@@ -208,7 +209,7 @@ def cheapest_window(windows: list[dict]) -> list[float]:
     """
     full = windows[0]["selection"]
     good = [w for w in windows if w["selection"] >= full - WINDOW_TOLERANCE]
-    return max(good, key=lambda w: w["step_fraction"][0])["step_fraction"]
+    return max(good, key=lambda w: w["step_fraction"][0])
 
 
 def _selection_score(rows: list[dict], samples: list[Sample]) -> tuple[float, float]:
@@ -256,15 +257,17 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
     # The recommendation is the estimator that scored best on the headline metric, with the layers and steps it
     # was scored on (the best-layers subset only when that subset won: a subset that lost must not be the
     # default), the per-frame normalization that metric uses, and the threshold chosen for it; over every step
-    # or the shortest late window that scores as well (cheapest_window).
+    # or the shortest late window that scores as well (cheapest_window), with the threshold chosen for that window
+    # on the selection split.
     top = max(results["estimators"], key=lambda name: results["estimators"][name][HEADLINE])
     subset = top == "best-layers"
     windows = step_windows(samples, base_for_best, all_rows.get(base_for_best))
     results["step_windows"] = {"base": base_for_best, "windows": windows}
-    late = cheapest_window(windows) if top == base_for_best else [0.0, 1.0]
+    late = cheapest_window(windows) if top == base_for_best else None
+    threshold = late["threshold"] if late else results["estimators"][top]["frame_best_threshold"]
     results["recommended"] = {"estimator": top, "layers": best["layers"] if subset else None,
-                              "step_fraction": best["step_fraction"] if subset else late,
-                              "base": base_for_best, "norm": "frame",
-                              "threshold": results["estimators"][top]["frame_best_threshold"], "metric": HEADLINE}
+                              "step_fraction": best["step_fraction"] if subset else
+                              (late["step_fraction"] if late else [0.0, 1.0]),
+                              "base": base_for_best, "norm": "frame", "threshold": threshold, "metric": HEADLINE}
     results["threshold"] = DAAM_THRESHOLD
     return results
