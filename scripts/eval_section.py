@@ -39,7 +39,7 @@ if chosen is None:
     which = "The recommendation is a layer subset, scored over its own steps."
 else:
     kept = chosen["steps"][1] - chosen["steps"][0] + 1
-    which = (f"Here the shortest such window is {where.split(', ', 1)[1]} (test split {chosen['miou_frame_best_threshold']:.3f}"
+    which = (f"Here the shortest such window is {span} (test split {chosen['miou_frame_best_threshold']:.3f}"
              f" against {windows[0]['miou_frame_best_threshold']:.3f} for every step; threshold {chosen['threshold']:.2f},"
              f" chosen for that window on the selection split), so the shipped preset reads those steps and"
              f" `--self-prop` keeps self-prop there: {kept} of {windows[0]['steps'][1] + 1} steps"

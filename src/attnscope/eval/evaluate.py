@@ -263,11 +263,11 @@ def evaluate(samples: list[Sample], base_for_best: str | None = None) -> dict:
     subset = top == "best-layers"
     windows = step_windows(samples, base_for_best, all_rows.get(base_for_best))
     results["step_windows"] = {"base": base_for_best, "windows": windows}
-    late = cheapest_window(windows) if top == base_for_best else None
-    threshold = late["threshold"] if late else results["estimators"][top]["frame_best_threshold"]
+    every_step = {"step_fraction": [0.0, 1.0], "threshold": results["estimators"][top]["frame_best_threshold"]}
+    window = cheapest_window(windows) if top == base_for_best else every_step
     results["recommended"] = {"estimator": top, "layers": best["layers"] if subset else None,
-                              "step_fraction": best["step_fraction"] if subset else
-                              (late["step_fraction"] if late else [0.0, 1.0]),
-                              "base": base_for_best, "norm": "frame", "threshold": threshold, "metric": HEADLINE}
+                              "step_fraction": best["step_fraction"] if subset else window["step_fraction"],
+                              "base": base_for_best, "norm": "frame", "threshold": window["threshold"],
+                              "metric": HEADLINE}
     results["threshold"] = DAAM_THRESHOLD
     return results

@@ -36,7 +36,6 @@ class ChunkWriter:
         self.codec = self._blosc(array)
         self.chunks = tuple(array.chunks)
         self.root = Path(array.store.root).resolve() / array.path if isinstance(array.store, LocalStore) else None
-        self._made: set[Path] = set()  # chunk folders made so far (a mkdir per chunk costs as much as its write)
 
     @staticmethod
     def _blosc(array: zarr.Array) -> Blosc | None:
@@ -71,7 +70,5 @@ class ChunkWriter:
             part = block[tuple(slice(i * c, (i + 1) * c) for i, c in zip(grid, self.chunks, strict=True))]
             coords = tuple(s // c + i for s, c, i in zip(start, self.chunks, grid, strict=True))
             path = self.root / self.array.metadata.encode_chunk_key(coords)
-            if path.parent not in self._made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(path.parent)
+            path.parent.mkdir(parents=True, exist_ok=True)  # zarr's nested keys: a folder per (step, layer)
             path.write_bytes(self.codec.encode(np.ascontiguousarray(part)))

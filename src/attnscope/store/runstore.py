@@ -178,18 +178,13 @@ class RunStore:
         full = list(positions) == list(range(len(self.layers)))
         for name, values in slabs.items():
             writer = self._chunk_writers.get(name)
-            if writer is not None and writer.chunks[1] == 1:
+            if writer is None:  # a small run's summaries, kept in memory
+                self.arrays[name][step, positions] = self._stack(name, values)
+            elif full and writer.chunks[1] != 1:  # chunks that hold every layer: the step as one block
+                writer.write((step, *[0] * (values[0].ndim + 1)), self._stack(name, values)[None])
+            else:  # each layer's slab at its place: its own chunk, or (a partial step) a part of one
                 for pos, value in zip(positions, values, strict=True):
                     writer.write((step, pos, *[0] * value.ndim), value[None, None])
-                continue
-            block = self._stack(name, values)
-            if writer is None:  # a small run's summaries, kept in memory
-                self.arrays[name][step, positions] = block
-            elif full:
-                writer.write((step, *[0] * block.ndim), block[None])
-            else:
-                for i, pos in enumerate(positions):
-                    writer.write((step, pos, *[0] * (block.ndim - 1)), block[i][None, None])
         return given
 
     def _stack(self, name: str, values: list[np.ndarray]) -> np.ndarray:
