@@ -7,6 +7,7 @@ viewer's own event function (``Handlers.still``: select from the store's chunks,
 frame) for every control, and a few calls end to end through the Gradio server (HTTP + JPEG).
 
     .venv/bin/python scripts/bench_viewer.py --run /tmp/bench-1.3b --json docs/bench/viewer.json
+    .venv/bin/python scripts/bench_viewer.py --run /tmp/bench-1.3b-u8 --precision uint8 --json docs/bench/viewer_u8.json
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from attnscope.video import write_mp4
 WORDS = ["cat", "soccer ball", "grass", "sunlight"]
 
 
-def make_run(path: Path, grid=(21, 30, 52), steps=50, layers=30, heads=12, pixel=(81, 480, 832)) -> Path:
+def make_run(path: Path, grid=(21, 30, 52), steps=50, layers=30, heads=12, pixel=(81, 480, 832),
+             precision: str = "fp16") -> Path:
     if (path / "meta.json").exists() and json.loads((path / "meta.json").read_text()).get("complete"):
         return path
     rng = np.random.default_rng(0)
@@ -39,7 +41,7 @@ def make_run(path: Path, grid=(21, 30, 52), steps=50, layers=30, heads=12, pixel
             "vae": {"temporal": 4, "spatial": 8}, "patch": [1, 2, 2],
             "words": [{"label": w} for w in WORDS]}
     writer = RunWriter(path, meta, words=WORDS, layers=list(range(layers)), heads=list(range(heads)),
-                       num_steps=steps, grid=grid, overwrite=True)
+                       num_steps=steps, grid=grid, overwrite=True, precision=precision)
     for step in range(steps):
         shape = blob_maps(grid, [blobs[w] for w in WORDS], sigma=1.5 + 4 * (1 - step / steps))  # [word, F, Y, X]
         for layer in range(layers):
@@ -237,13 +239,15 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("/tmp/attnscope-bench-viewer/run-1.3b"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--precision", default="fp16", help="fp16 (lossless) or uint8 (compact, step-chained)")
     args = parser.parse_args()
     start = time.perf_counter()
-    path = make_run(args.run)
+    path = make_run(args.run, precision=args.precision)
     built = time.perf_counter() - start
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e9
     report = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPU cores",
               "run": {"grid": [21, 30, 52], "steps": 50, "layers": 30, "heads": 12, "words": len(WORDS),
+                      "precision": args.precision,
                       "video": [81, 480, 832], "store_gb": round(size, 2), "build_s": round(built, 1)},
               "handler": bench(path.parent, path.name, args.repeats)}
     print(json.dumps(report, indent=1), flush=True)

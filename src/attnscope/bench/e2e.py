@@ -99,6 +99,36 @@ def _full_size_pipeline(config: str, device: str):
     return pipe, dtype
 
 
+def bench_call(model: str, device: str, steps: int | None = None, n_words: int = 8, frames: int | None = None,
+               height: int | None = None, width: int | None = None):
+    """The pipeline a benchmark times and its call's arguments: (pipe, kwargs, words, prompt_tokens).
+
+    A full-size config gets random transformer weights, fixed random prompt embeddings and ``n_words`` one-token
+    words; ``words`` and ``prompt_tokens`` are then what :meth:`Trace.set_words` takes. The toy and tiny models
+    run their real pipeline on a fixed prompt, and ``words`` is None (every word is captured).
+    """
+    if model in CONFIGS:
+        pipe, dtype = _full_size_pipeline(model, device)
+        f, h, w, _ = SIZES[model]
+        text_dim = CONFIGS[model]["text_dim"]
+        g = torch.Generator(device=device).manual_seed(0)
+        embeds = torch.zeros(1, 512, text_dim, device=device, dtype=dtype)
+        embeds[:, :24] = torch.randn(1, 24, text_dim, generator=g, device=device, dtype=dtype)
+        kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), output_type="latent",
+                      num_frames=frames or f, height=height or h, width=width or w,
+                      num_inference_steps=steps or 50, guidance_scale=5.0)
+        return pipe, kwargs, {f"w{i}": [1 + 2 * i] for i in range(n_words)}, 24
+    from ..models.info import model_info
+
+    pipe = load_pipeline(model, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    options = dict(model_info(pipe).defaults)
+    options.update({k: v for k, v in dict(num_inference_steps=steps, num_frames=frames, height=height,
+                                            width=width).items() if v is not None})
+    kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
+    return pipe, kwargs, None, None
+
+
 def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3, n_words: int = 8,
                   device: str | None = None, frames: int | None = None, height: int | None = None,
                   width: int | None = None, writers: tuple[str, ...] = ("auto",), self_prop: bool = False,
@@ -119,28 +149,7 @@ def run_e2e_bench(model: str = "toy", steps: int | None = None, repeats: int = 3
         captures["attnscope_compact"] = (writers[0], False, "uint8")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = Path(tempfile.mkdtemp(prefix="attnscope-e2e-"))
-    if model in CONFIGS:
-        pipe, dtype = _full_size_pipeline(model, device)
-        f, h, w, _ = SIZES[model]
-        text_dim = CONFIGS[model]["text_dim"]
-        g = torch.Generator(device=device).manual_seed(0)
-        embeds = torch.zeros(1, 512, text_dim, device=device, dtype=dtype)
-        embeds[:, :24] = torch.randn(1, 24, text_dim, generator=g, device=device, dtype=dtype)
-        kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), output_type="latent",
-                      num_frames=frames or f, height=height or h, width=width or w,
-                      num_inference_steps=steps or 50, guidance_scale=5.0)
-        words = {f"w{i}": [1 + 2 * i] for i in range(n_words)}
-        prompt_tokens = 24
-    else:
-        from ..models.info import model_info
-
-        pipe = load_pipeline(model, device=device)
-        pipe.set_progress_bar_config(disable=True)
-        options = dict(model_info(pipe).defaults)
-        options.update({k: v for k, v in dict(num_inference_steps=steps, num_frames=frames, height=height,
-                                                width=width).items() if v is not None})
-        kwargs = dict(prompt="a red circle moving left and a blue square moving up", output_type="np", **options)
-        words, prompt_tokens = None, None
+    pipe, kwargs, words, prompt_tokens = bench_call(model, device, steps, n_words, frames, height, width)
     times: dict[str, list[float]] = {mode: [] for mode in ("stock", *captures)}
     cpu: dict[str, list[float]] = {mode: [] for mode in times}  # CPU time, all threads
     outputs = {}

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .chain import CHAINED, GROUP, full_selection
+
 PRECISIONS = ("fp16", "uint8")
 SCALE = "_scale"  # suffix of the float32 array of per-map scales beside each quantized array
 QUANTIZED = ("maps", "prompt_mass", "head_mean", "head_mean_renorm", "value_norm", "self_prop")
@@ -45,6 +47,9 @@ def precision_meta(precision: str) -> dict[str, Any]:
         return {"dtype": "float16", "max_abs_error": 0.0,
                 "about": "lossless: the captured float16 values"}
     return {"dtype": "uint8", "arrays": list(QUANTIZED), "scale": "one float32 per (frame, y, x) map: max / 255",
+            "step_chain": {"arrays": list(CHAINED), "group": GROUP,
+                           "about": "codes stored as differences from the step before (mod 256), restarting every "
+                                    "`group` steps: exact (attnscope.store.chain)"},
             "max_abs_error": MAX_ABS_ERROR,
             "about": "largest |read - float16 capture| relative to the map's maximum (so to the slab's): half a "
                      "quantization step (1/510) plus the float16 rounding of the decoded value (2^-11)"}
@@ -108,11 +113,7 @@ class Dequantized:
 
     def _split(self, selection) -> tuple[tuple, tuple]:
         """The full selection, and its part for the scale array (all but the map dims)."""
-        sel = selection if isinstance(selection, tuple) else (selection,)
-        if any(s is Ellipsis for s in sel):
-            i = next(i for i, s in enumerate(sel) if s is Ellipsis)
-            sel = sel[:i] + (slice(None),) * (self.ndim - len(sel) + 1) + sel[i + 1:]
-        sel = sel + (slice(None),) * (self.ndim - len(sel))
+        sel = full_selection(selection, self.ndim)
         return sel, sel[: self.ndim - MAP_DIMS]
 
     def _read(self, selection, orthogonal: bool) -> np.ndarray:

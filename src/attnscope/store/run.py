@@ -11,6 +11,7 @@ import xarray as xr
 import zarr
 
 from ..errors import RunFormatError, SelectionError
+from .chain import ATTR, StepChained
 from .compact import SCALE, Dequantized
 from .layout import MAPS_DIMS, MASS_DIMS, PREVIEW_DIMS, PROBE, PROBE_DIMS, SUMMARIES, SUMMARY_DIMS
 
@@ -78,13 +79,15 @@ class Run:
             raise RunFormatError(f"{self.path} has no maps.zarr; the run never captured a step")
         return zarr.open_group(store, mode="r")
 
-    def array(self, name: str) -> zarr.Array | Dequantized | None:
+    def array(self, name: str) -> zarr.Array | Dequantized | StepChained | None:
         """The zarr array ``name`` (e.g. "maps"), or None when the run lacks it: for direct indexing, where a
         lazy xarray's graph would cost more than reading one chunk. A compact array comes as a
         :class:`~attnscope.store.compact.Dequantized` view: indexing it gives float16 values all the same."""
         if name not in self._arrays:
             array = self._group.get(name, None)
             scale = self._group.get(name + SCALE, None) if array is not None else None
+            if array is not None and ATTR in array.attrs:
+                array = StepChained(array, array.attrs[ATTR])
             self._arrays[name] = array if scale is None else Dequantized(array, scale)
         return self._arrays[name]
 
@@ -109,10 +112,13 @@ class Run:
             return None
         import dask.array as da  # lazy: only readers need dask
 
-        if isinstance(array, Dequantized):
-            data = da.from_array(array, chunks=array.chunks, name=False, asarray=True)
-        else:
+        if isinstance(array, zarr.Array):
             data = da.from_zarr(array, chunks=array.chunks)
+        else:
+            # a chained array's steps are read a chain at a time: one dask chunk per chain, not per step
+            codes = array.codes if isinstance(array, Dequantized) else array
+            chunks = (codes.group, *array.chunks[1:]) if isinstance(codes, StepChained) else array.chunks
+            data = da.from_array(array, chunks=chunks, name=False, asarray=True)
         return xr.DataArray(data, dims=dims, coords=self._coords(dims), name=name)
 
     @cached_property

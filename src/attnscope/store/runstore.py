@@ -20,6 +20,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import RunExistsError
+from .chain import ATTR, CHAINED, GROUP, ChainEncoder
 from .chunks import ChunkWriter
 from .compact import MAP_DIMS, SCALE, check_precision, precision_meta, quantized
 from .layout import (
@@ -139,31 +140,36 @@ class RunStore:
         self._open()
 
     def _stored(self, specs: dict[str, tuple]) -> dict[str, tuple]:
-        """(shape, chunks, dims, dtype, fill) of every stored array: a quantized one is codes plus scales."""
+        """(shape, chunks, dims, dtype, fill, attributes) of every stored array: a quantized one is codes plus
+        scales, and a quantized per-(step, layer) array's codes are step-chained (:mod:`.chain`)."""
         out = {}
         for name, (shape, chunks, dims) in specs.items():
             if quantized(name, self.precision):
-                out[name] = (shape, chunks, dims, "uint8", 0)
+                chained = name in CHAINED and chunks[:2] == (1, 1)
+                out[name] = (shape, chunks, dims, "uint8", 0, {ATTR: GROUP} if chained else {})
                 # one scale chunk per step (all layers): a few KB, written with the step's codes
-                out[name + SCALE] = (shape[:-MAP_DIMS], (1, *shape[1:-MAP_DIMS]), dims[:-MAP_DIMS], "float32", np.nan)
+                out[name + SCALE] = (shape[:-MAP_DIMS], (1, *shape[1:-MAP_DIMS]), dims[:-MAP_DIMS], "float32", np.nan,
+                                     {})
             else:
-                out[name] = (shape, chunks, dims, "float32" if name in FLOAT32_ARRAYS else "float16", np.nan)
+                out[name] = (shape, chunks, dims, "float32" if name in FLOAT32_ARRAYS else "float16", np.nan, {})
         return out
 
     @staticmethod
     def _create(group: zarr.Group, name: str, spec: tuple) -> zarr.Array:
-        shape, chunks, dims, dtype, fill = spec
+        shape, chunks, dims, dtype, fill, attributes = spec
         return group.create_array(name, shape=shape, chunks=chunks, dimension_names=dims, dtype=dtype,
-                                  fill_value=fill, compressors=[compressor(dtype)])
+                                  fill_value=fill, compressors=[compressor(dtype)], attributes=attributes)
 
     def _open(self) -> None:
         self.group = zarr.open_group(self.path / "maps.zarr", mode="r+")
         self.arrays: dict[str, Any] = {name: self.group[name].with_config(WRITE_CONFIG) for name in self._specs}
-        for name, (shape, _, _, dtype, fill) in self._summary_specs.items():
+        for name, (shape, _, _, dtype, fill, _) in self._summary_specs.items():
             self.arrays[name] = (np.full(shape, fill, dtype) if self._deferred
                                  else self.group[name].with_config(WRITE_CONFIG))
         self._stacks: dict[tuple, np.ndarray] = {}
         self._chunk_writers = {name: ChunkWriter(a) for name, a in self.arrays.items() if isinstance(a, zarr.Array)}
+        self._chained = {name for name, spec in self._specs.items() if ATTR in spec[5]}
+        self._chain = ChainEncoder()
 
     def write_step(self, step: int, positions: list[int], slabs: dict[str, list[np.ndarray]]) -> int:
         """Write a step's slabs: ``slabs[name]`` lists them for the layers at ``positions`` (indices into
@@ -171,7 +177,8 @@ class RunStore:
 
         An array with one chunk per (step, layer) gets each layer's slab as that chunk, encoded and written past
         zarr's write path (:mod:`.chunks`) without a copy to stack the layers; the rest (summaries and scales,
-        whose chunks hold every layer) are stacked first. Returns the bytes given (the writer's throughput
+        whose chunks hold every layer) are stacked first. A compact run's per-head codes are stored as differences
+        from the step before (:mod:`.chain`), so steps must come in order. Returns the bytes given (the writer's throughput
         counts what it was handed).
         """
         given = sum(value.nbytes for values in slabs.values() for value in values)
@@ -184,6 +191,8 @@ class RunStore:
                 writer.write((step, *[0] * (values[0].ndim + 1)), self._stack(name, values)[None])
             else:  # each layer's slab at its place: its own chunk, or (a partial step) a part of one
                 for pos, value in zip(positions, values, strict=True):
+                    if name in self._chained:
+                        value = self._chain.encode(name, step, pos, value)
                     writer.write((step, pos, *[0] * value.ndim), value[None, None])
         return given
 

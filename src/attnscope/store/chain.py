@@ -1,0 +1,130 @@
+"""Step chains: a compact run's per-head arrays stored as each step's difference from the step before.
+
+Consecutive denoising steps attend alike, so a map's uint8 codes minus the previous step's codes carry much less
+information than the codes themselves: on Wan2.1-1.3B (20 steps, ``scripts/bench_step_delta.py``) the per-head
+maps compress 2.1x smaller chained than plain, on the trained toy 1.3x. The difference is taken modulo 256 (uint8
+wrap-around), so nothing is lost: ``codes[t] = stored[t0] + ... + stored[t]`` (mod 256) from the chain's first
+written step ``t0``. An unwritten step's chunk reads as zeros and so adds nothing.
+
+Chains restart every :data:`GROUP` steps, so reading one step decodes at most that many chunks; the reader keeps
+the last prefix it summed, so a walk forward through the steps (a slider, a timeline) decodes one chunk per step.
+The head-mean summaries, which the viewer reads most, are never chained.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+GROUP = 10  # steps per chain: a step's read decodes at most this many chunks
+ATTR = "step_chain"  # zarr attribute of a chained array: its GROUP
+CHAINED = ("maps", "prompt_mass", "value_norm", "self_prop")  # a compact run's per-(step, layer) uint8 arrays
+
+
+class ChainEncoder:
+    """The writer's side: remembers each (array, layer)'s last written codes and returns what to store."""
+
+    def __init__(self, group: int = GROUP) -> None:
+        self.group = group
+        self._last: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
+
+    def encode(self, name: str, step: int, layer: int, codes: np.ndarray) -> np.ndarray:
+        """The chunk to store for ``codes`` (uint8) of array ``name`` at ``step`` and layer position ``layer``:
+        the codes themselves at a chain's start, else their difference from the last step written."""
+        last = self._last.get((name, layer))
+        if last is not None and step <= last[0]:
+            raise RuntimeError(f"{name}: step {step} written after step {last[0]}; a compact run's steps are "
+                               "chained and must be written in order")
+        if last is None or last[1].shape != codes.shape:
+            buffer = np.empty_like(codes)
+            stored = codes
+        else:
+            buffer = last[1]
+            stored = np.subtract(codes, buffer) if last[0] // self.group == step // self.group else codes
+        np.copyto(buffer, codes)  # a copy: the caller may hand the same (pinned) buffer back for the next step
+        self._last[(name, layer)] = (step, buffer)
+        return stored
+
+
+class StepChained:
+    """Read view of a chained array: indexing (basic, and ``.oindex`` orthogonal; with integers and slices the
+    two agree) returns the codes as a plain array would hold them. ``shape``, ``chunks``, ``ndim``, ``dtype``
+    are the stored array's.
+
+    A chunk holds a whole (step, layer) slab and is decoded whole whatever part of it is asked for, so the view
+    sums whole slabs of the layers asked for and selects the rest in memory; the prefix it keeps is therefore
+    shared by every head and word of those layers (a head slider moves without decoding the chain again).
+    """
+
+    def __init__(self, stored, group: int) -> None:
+        self.stored, self.group = stored, int(group)
+        self.shape, self.chunks, self.ndim, self.dtype = stored.shape, stored.chunks, stored.ndim, stored.dtype
+        self.oindex = _Orthogonal(self)
+        self._lock = threading.Lock()
+        self._prefix: tuple[str, int, np.ndarray] | None = None  # (layers, step, summed slabs at that step)
+
+    def __getitem__(self, selection) -> np.ndarray:
+        return self._read(selection)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self[...]
+        return values if dtype is None else values.astype(dtype)
+
+    def _read(self, selection) -> np.ndarray:
+        sel = full_selection(selection, self.ndim)
+        steps = np.arange(self.shape[0])[sel[0]]
+        layers = np.arange(self.shape[1])[sel[1]]
+        wanted, kept = np.atleast_1d(steps), np.atleast_1d(layers)
+        key = repr(kept.tolist())
+        summed: dict[int, np.ndarray] = {}
+        for chain in np.unique(wanted // self.group):
+            mine = wanted[wanted // self.group == chain]
+            summed.update(self._sum(key, kept, int(chain) * self.group, int(mine.min()), int(mine.max())))
+        out = (np.stack([summed[int(s)] for s in wanted]) if len(wanted)
+               else np.empty((0, len(kept), *self.shape[2:]), self.dtype))
+        for axis in range(self.ndim - 1, 1, -1):  # the last axis first, so the earlier ones keep their places
+            out = _take(out, sel[axis], axis)
+        if np.ndim(layers) == 0:
+            out = out[:, 0]
+        return out[0] if np.ndim(steps) == 0 else out
+
+    def _sum(self, key: str, layers: np.ndarray, start: int, first: int, last: int) -> dict[int, np.ndarray]:
+        """Whole slabs of ``layers`` at each step from ``start`` (a chain's first) to ``last``: running sums of
+        the stored chunks, continued from the kept prefix when it lies in this chain before ``first``."""
+        with self._lock:
+            prefix = self._prefix
+        base = None
+        if prefix is not None and prefix[0] == key and start <= prefix[1] < first:
+            start, base = prefix[1] + 1, prefix[2]
+        chunks = np.array(self.stored.oindex[slice(start, last + 1), layers])
+        if base is not None:
+            chunks[0] += base  # uint8: wraps modulo 256, as the writer's difference did
+        np.cumsum(chunks, axis=0, dtype=chunks.dtype, out=chunks)
+        with self._lock:
+            self._prefix = (key, last, chunks[-1].copy())
+        return {start + i: chunks[i] for i in range(len(chunks))}
+
+
+def _take(values: np.ndarray, index, axis: int) -> np.ndarray:
+    """One axis's part of an orthogonal selection: an integer drops the axis, a slice or index list keeps it."""
+    if isinstance(index, slice):
+        return values[(slice(None),) * axis + (index,)]
+    return np.take(values, np.asarray(index), axis=axis)
+
+
+def full_selection(selection, ndim: int) -> tuple:
+    """``selection`` as one entry per dimension (an ellipsis expanded, missing trailing dims as full slices)."""
+    sel = selection if isinstance(selection, tuple) else (selection,)
+    if any(s is Ellipsis for s in sel):
+        i = next(i for i, s in enumerate(sel) if s is Ellipsis)
+        sel = sel[:i] + (slice(None),) * (ndim - len(sel) + 1) + sel[i + 1:]
+    return sel + (slice(None),) * (ndim - len(sel))
+
+
+class _Orthogonal:
+    def __init__(self, parent: StepChained) -> None:
+        self.parent = parent
+
+    def __getitem__(self, selection) -> np.ndarray:
+        return self.parent._read(selection)
