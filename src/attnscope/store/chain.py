@@ -7,18 +7,21 @@ wrap-around), so nothing is lost: ``codes[t] = stored[t0] + ... + stored[t]`` (m
 written step ``t0``. An unwritten step's chunk reads as zeros and so adds nothing.
 
 Chains restart every :data:`GROUP` steps, so reading one step decodes at most that many chunks; the reader keeps
-the last prefix it summed, so a walk forward through the steps (a slider, a timeline) decodes one chunk per step.
+the slabs it summed, so a walk through the steps either way (a slider, a timeline) decodes each chunk once.
 The head-mean summaries, which the viewer reads most, are never chained.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 
 import numpy as np
 
 GROUP = 10  # steps per chain: a step's read decodes at most this many chunks
 ATTR = "step_chain"  # zarr attribute of a chained array: its GROUP
+CACHE_BYTES = 128 << 20  # summed slabs a reader keeps (per array)
 CHAINED = ("maps", "prompt_mass", "value_norm", "self_prop")  # a compact run's per-(step, layer) uint8 arrays
 
 
@@ -53,16 +56,20 @@ class StepChained:
     are the stored array's.
 
     A chunk holds a whole (step, layer) slab and is decoded whole whatever part of it is asked for, so the view
-    sums whole slabs of the layers asked for and selects the rest in memory; the prefix it keeps is therefore
-    shared by every head and word of those layers (a head slider moves without decoding the chain again).
+    sums whole slabs of the layers asked for and selects the rest in memory. It keeps the slabs it summed (up to
+    :data:`CACHE_BYTES`) for the steps in ``finished`` (steps whose chunks are final: a live run's later steps
+    are always read afresh), so a slider moving either way through a chain, or across heads and words, decodes
+    each chunk once.
     """
 
-    def __init__(self, stored, group: int) -> None:
+    def __init__(self, stored, group: int, finished: Iterable[int] = ()) -> None:
         self.stored, self.group = stored, int(group)
         self.shape, self.chunks, self.ndim, self.dtype = stored.shape, stored.chunks, stored.ndim, stored.dtype
         self.oindex = _Orthogonal(self)
+        self._finished = frozenset(int(s) for s in finished)
         self._lock = threading.Lock()
-        self._prefix: tuple[str, int, np.ndarray] | None = None  # (layers, step, summed slabs at that step)
+        self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # (layers, step) -> summed slabs
+        self._cached_bytes = 0
 
     def __getitem__(self, selection) -> np.ndarray:
         return self._read(selection)
@@ -81,29 +88,56 @@ class StepChained:
         for chain in np.unique(wanted // self.group):
             mine = wanted[wanted // self.group == chain]
             summed.update(self._sum(key, kept, int(chain) * self.group, int(mine.min()), int(mine.max())))
-        out = (np.stack([summed[int(s)] for s in wanted]) if len(wanted)
-               else np.empty((0, len(kept), *self.shape[2:]), self.dtype))
+        if len(wanted) == 1:  # one step: select from the summed slab itself, then copy only what was asked for
+            out = summed[int(wanted[0])][None]
+        else:
+            out = (np.stack([summed[int(s)] for s in wanted]) if len(wanted)
+                   else np.empty((0, len(kept), *self.shape[2:]), self.dtype))
         for axis in range(self.ndim - 1, 1, -1):  # the last axis first, so the earlier ones keep their places
             out = _take(out, sel[axis], axis)
         if np.ndim(layers) == 0:
             out = out[:, 0]
-        return out[0] if np.ndim(steps) == 0 else out
+        out = out[0] if np.ndim(steps) == 0 else out
+        return np.array(out) if len(wanted) == 1 else out  # never a view of the kept slabs
 
     def _sum(self, key: str, layers: np.ndarray, start: int, first: int, last: int) -> dict[int, np.ndarray]:
-        """Whole slabs of ``layers`` at each step from ``start`` (a chain's first) to ``last``: running sums of
-        the stored chunks, continued from the kept prefix when it lies in this chain before ``first``."""
+        """Whole slabs of ``layers`` at each step from ``first`` to ``last`` of the chain that begins at
+        ``start``: running sums of the stored chunks, continued from the latest kept slab before ``first``."""
         with self._lock:
-            prefix = self._prefix
-        base = None
-        if prefix is not None and prefix[0] == key and start <= prefix[1] < first:
-            start, base = prefix[1] + 1, prefix[2]
-        chunks = np.array(self.stored.oindex[slice(start, last + 1), layers])
+            kept = {s: self._cache[(key, s)] for s in range(start, last + 1) if (key, s) in self._cache}
+            for s in kept:
+                self._cache.move_to_end((key, s))
+        if all(s in kept for s in range(first, last + 1)):
+            return {s: kept[s] for s in range(first, last + 1)}
+        base = max((s for s in kept if s < first), default=None)
+        begin = start if base is None else base + 1
+        chunks = self._chunks(slice(begin, last + 1), layers)
         if base is not None:
-            chunks[0] += base  # uint8: wraps modulo 256, as the writer's difference did
-        np.cumsum(chunks, axis=0, dtype=chunks.dtype, out=chunks)
+            chunks[0] += kept[base]  # uint8: wraps modulo 256, as the writer's difference did
+        for i in range(1, len(chunks)):  # slab by slab: numpy's cumsum over a leading axis is 20x slower here
+            np.add(chunks[i], chunks[i - 1], out=chunks[i])
+        out = {begin + i: chunks[i] for i in range(len(chunks))}
+        self._keep(key, out)
+        return out
+
+    def _chunks(self, steps: slice, layers: np.ndarray) -> np.ndarray:
+        """The stored chunks of ``steps`` x ``layers``; a contiguous run of layers as a slice, since zarr's
+        orthogonal indexing with an index list costs about 5x its basic indexing for the same chunks."""
+        if len(layers) and np.array_equal(layers, np.arange(layers[0], layers[0] + len(layers))):
+            chunks = np.asarray(self.stored[steps, int(layers[0]):int(layers[0]) + len(layers)])
+        else:
+            chunks = np.asarray(self.stored.oindex[steps, layers])
+        return chunks if chunks.flags.writeable else chunks.copy()  # summed in place
+
+    def _keep(self, key: str, slabs: dict[int, np.ndarray]) -> None:
         with self._lock:
-            self._prefix = (key, last, chunks[-1].copy())
-        return {start + i: chunks[i] for i in range(len(chunks))}
+            for step, slab in slabs.items():
+                if step not in self._finished or (key, step) in self._cache or slab.nbytes > CACHE_BYTES:
+                    continue
+                self._cache[(key, step)] = slab  # a view of the block just summed, which nothing else writes to
+                self._cached_bytes += slab.nbytes
+                while self._cached_bytes > CACHE_BYTES:
+                    self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
 
 
 def _take(values: np.ndarray, index, axis: int) -> np.ndarray:

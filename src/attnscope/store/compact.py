@@ -5,9 +5,10 @@ head-mean summary — is stored as ``q = round(x / s)`` in uint8 with ``s = max(
 (frame, y, x) values, and ``s`` in a float32 array beside it (``<name>_scale``, the map's dims without frame, y,
 x). Reading gives back ``q · s`` as float16, so the largest absolute error against the lossless store is
 ``MAX_ABS_ERROR`` (half a quantization step, plus the float16 rounding of the decoded value) times the map's
-maximum, which is at most the slab's maximum. A map of a well-trained model concentrates near its maximum, and
-the quantized bytes compress about 2.5x (zstd); the float16 mantissas of the lossless store barely compress at
-all (1.16x), which is why compact is about a quarter of the size.
+maximum, which is at most the slab's maximum. The per-(step, layer) codes are stored as differences from the
+step before (:mod:`.chain`, exact), which consecutive denoising steps make mostly 0 and ±1: on the Wan2.1-1.3B
+benchmark a compact store is 938 MB for 20 steps against 3,844 MB lossless, whose float16 mantissas barely
+compress (1.27x).
 
 What it is for: long captures where the disk (or the writer's CPU time) is the limit and per-pixel precision below
 0.25 % of a map's peak does not matter (heatmaps, overlays, segmentation at a threshold). Arrays that can be

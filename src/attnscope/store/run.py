@@ -87,7 +87,7 @@ class Run:
             array = self._group.get(name, None)
             scale = self._group.get(name + SCALE, None) if array is not None else None
             if array is not None and ATTR in array.attrs:
-                array = StepChained(array, array.attrs[ATTR])
+                array = StepChained(array, array.attrs[ATTR], finished=self.steps_done)
             self._arrays[name] = array if scale is None else Dequantized(array, scale)
         return self._arrays[name]
 
